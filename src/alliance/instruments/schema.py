@@ -49,7 +49,7 @@ class ResponseScale(_Strict):
     min: float
     max: float
     step: float | None = Field(
-        default=1.0, description="allowed increment from min; None for continuous (VAS)"
+        default=None, description="allowed increment from min; leave out for continuous (VAS)"
     )
     anchors: tuple[Anchor, ...] = ()
 
@@ -58,7 +58,7 @@ class ResponseScale(_Strict):
         if self.max <= self.min:
             raise ValueError(f"scale max ({self.max}) must exceed min ({self.min})")
         if self.kind == "vas" and self.step is not None:
-            raise ValueError("a visual-analogue scale has step = None")
+            raise ValueError("a visual-analogue scale is continuous: leave step out")
         if self.kind != "vas" and (self.step is None or self.step <= 0):
             raise ValueError(f"a {self.kind} scale needs a positive step")
         for anchor in self.anchors:
@@ -140,16 +140,17 @@ class Cutoff(_Strict):
 
 
 class Norm(_Strict):
-    """Published descriptive statistics of a score in a named sample."""
+    """Published statistics of a score in a named sample (reliability for RCI, mean, SD)."""
 
     score: str
     metric: Metric
     sample: str
     n: int | None = None
-    mean: float
-    sd: float
+    mean: float | None = None
+    sd: float | None = None
     reliability: float | None = Field(default=None, description="e.g. Cronbach's alpha")
     source: str
+    level: KeyStatus
 
 
 class Instrument(_Strict):
@@ -158,7 +159,7 @@ class Instrument(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str
     short_name: str
-    construct: str
+    measures: str = Field(description="what the instrument measures, in our words")
     key_status: Literal["verified", "partly verified", "unverified"]
     key_note: str = ""
     citations: tuple[Citation, ...]
@@ -214,18 +215,14 @@ class Instrument(_Strict):
         score = self.get_score(score_id)
         if score.from_subscales:
             subscales = self.subscales_of(score_id)
-            return tuple(
-                i.number for i in self.items if any(s in subscales for s in i.scores)
-            )
+            return tuple(i.number for i in self.items if any(s in subscales for s in i.scores))
         return tuple(item.number for item in self.items if score_id in item.scores)
 
     def subscales_of(self, total_id: str) -> tuple[str, ...]:
-        """Subscales whose items all belong to the given total (for from-subscales totals)."""
-        members = {i.number for i in self.items if total_id in i.scores}
-        subs = [s.id for s in self.scores if s.kind == "subscale"]
-        if self.get_score(total_id).from_subscales:
-            return tuple(subs)
-        return tuple(s for s in subs if set(self.score_items(s)) <= members)
+        """The subscales a from-subscales total averages (empty for other scores)."""
+        if not self.get_score(total_id).from_subscales:
+            return ()
+        return tuple(s.id for s in self.scores if s.kind == "subscale")
 
     def get_score(self, score_id: str) -> Score:
         for score in self.scores:

@@ -1,0 +1,88 @@
+"""Shared plumbing for the CLI: reading input, writing output, failing cleanly.
+
+Invalid input ends the command with exit code 2 and a readable message on stderr, never a
+traceback. Every subcommand reads and writes tables through these helpers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from alliance.instruments import InstrumentDefinitionError, UnknownInstrumentError
+from alliance.instruments.textpack import TextPackError
+from alliance.io.tables import InputFileError, OutputFormat, read_table, write_table
+from alliance.scoring import ScoringError
+
+EXIT_INVALID = 2
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Errors that mean "the user's input is wrong" (exit 2), as opposed to bugs.
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    InputFileError,
+    ScoringError,
+    UnknownInstrumentError,
+    InstrumentDefinitionError,
+    TextPackError,
+)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with code 2."""
+    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn input errors raised inside the block into ``fail``."""
+    try:
+        yield
+    except INPUT_ERRORS as exc:
+        fail(str(exc))
+
+
+def read_input(path: Path) -> pd.DataFrame:
+    """Read a table; rows are numbered from 1 so that messages match the file."""
+    with user_errors():
+        frame = read_table(path)
+    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    return frame
+
+
+def write_output(frame: pd.DataFrame, output: Path | None, fmt: OutputFormat | None) -> None:
+    """Write to ``output`` (format from ``fmt`` or its suffix) or to stdout."""
+    with user_errors():
+        write_table(frame, output, fmt)
+
+
+def parse_column_map(spec: str | None) -> dict[str, str] | None:
+    """``--map`` as ``OLD=NEW,...`` or a CSV/JSON file of old,new pairs."""
+    if not spec:
+        return None
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            mapping = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(mapping, dict):
+                fail(f"{path}: a JSON column map is an object of old: new names")
+            return {str(k): str(v) for k, v in mapping.items()}
+        table = read_input(path)
+        if table.shape[1] != 2:
+            fail(f"{path}: a column map file has two columns: old name, new name")
+        return dict(zip(table.iloc[:, 0].astype(str), table.iloc[:, 1].astype(str)))
+    pairs = [p for p in spec.split(",") if p.strip()]
+    if not all("=" in p for p in pairs):
+        fail(f"--map: expected OLD=NEW pairs separated by commas or a file, got {spec!r}")
+    return {old.strip(): new.strip() for old, new in (p.split("=", 1) for p in pairs)}

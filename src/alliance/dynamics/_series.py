@@ -1,0 +1,211 @@
+"""Session series as flat NumPy arrays with patient boundaries.
+
+Every analytic in :mod:`alliance.dynamics` works on the same representation: the rows of a
+long session table sorted by patient and session, the score as a float array, and the
+start offset of each patient's block. Group statistics then come from ``np.add.reduceat``
+and cumulative sums, never from a Python loop over patients.
+
+Rows whose score is missing are dropped first: a missing session is skipped, so the
+"previous session" of session 5 after a missing session 4 is session 3.
+
+Example
+-------
+>>> import pandas as pd
+>>> table = pd.DataFrame({"patient_id": ["b", "a", "a"], "session": [1, 2, 1],
+...                       "score": [3.0, 4.0, 5.0]})
+>>> s = prepare_series(table, "score")
+>>> s.patients.tolist(), s.x.tolist(), s.starts.tolist()
+(['b', 'a'], [3.0, 5.0, 4.0], [0, 1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class DynamicsInputError(ValueError):
+    """A session table that the dynamics functions cannot use (names the column and rule)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """Observed scores of many patients, sorted by patient then session.
+
+    ``patients`` holds one label per patient (in block order), ``code`` the patient block
+    of every row, ``starts`` the first row of each block and ``sizes`` the block lengths.
+    """
+
+    patients: npt.NDArray[np.object_] | npt.NDArray[np.int64]
+    code: IntArray
+    session: IntArray
+    x: FloatArray
+    starts: IntArray
+    sizes: IntArray
+    rows: IntArray  # position of each row in the caller's table
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.starts.size)
+
+    def first_in_group(self) -> npt.NDArray[np.bool_]:
+        """True on the first row of each patient."""
+        first = np.zeros(self.x.size, dtype=bool)
+        first[self.starts] = True
+        return first
+
+    def group_sum(self, values: FloatArray) -> FloatArray:
+        """Sum of ``values`` within each patient block."""
+        if values.size == 0:
+            return np.zeros(0)
+        return np.add.reduceat(values, self.starts)
+
+    def group_mean(self, values: FloatArray) -> FloatArray:
+        return self.group_sum(values) / self.sizes
+
+    def group_sd(self, values: FloatArray) -> FloatArray:
+        """Sample SD (ddof = 1) within each block; NaN for blocks of one row."""
+        mean = self.group_mean(values)
+        dev = values - mean[self.code]
+        ss = self.group_sum(dev * dev)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.sqrt(ss / (self.sizes - 1))
+        sd[self.sizes < 2] = np.nan
+        return np.asarray(sd, dtype=np.float64)
+
+    def broadcast(self, per_patient: FloatArray) -> FloatArray:
+        """Repeat one value per patient onto that patient's rows."""
+        return per_patient[self.code]
+
+    def shift(self, values: FloatArray, by: int = 1) -> FloatArray:
+        """Value ``by`` observed sessions earlier in the same patient (NaN where none)."""
+        out = np.full(values.size, np.nan)
+        if by <= 0 or values.size <= by:
+            return out
+        same = self.code[by:] == self.code[:-by]
+        out[by:] = np.where(same, values[:-by], np.nan)
+        return out
+
+    def expanding_mean_before(self, values: FloatArray) -> FloatArray:
+        """Mean of all earlier observed values of the same patient (NaN on first rows)."""
+        csum = np.cumsum(values)
+        before = csum - values
+        offset = np.repeat(before[self.starts], self.sizes)
+        count = np.arange(values.size) - np.repeat(self.starts, self.sizes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (before - offset) / count
+        mean[count == 0] = np.nan
+        return np.asarray(mean, dtype=np.float64)
+
+
+def require_columns(table: pd.DataFrame, columns: list[str]) -> None:
+    """Raise :class:`DynamicsInputError` naming any missing column."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        known = ", ".join(map(str, table.columns[:20]))
+        raise DynamicsInputError(f"missing column(s) {', '.join(missing)}; the table has: {known}")
+
+
+def _numeric(table: pd.DataFrame, column: str) -> FloatArray:
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = values.isna() & table[column].notna()
+    if bad.any():
+        first = table.loc[bad, column].iloc[0]
+        raise DynamicsInputError(f"column {column!r} must be numeric; found {first!r}")
+    return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def _sessions(table: pd.DataFrame, column: str) -> IntArray:
+    values = _numeric(table, column)
+    if np.isnan(values).any():
+        raise DynamicsInputError(f"column {column!r} has missing session numbers")
+    if not np.all(values == np.round(values)):
+        raise DynamicsInputError(f"column {column!r} must hold whole session numbers")
+    return values.astype(np.int64)
+
+
+def _factorize(ids: pd.Series) -> tuple[IntArray, np.ndarray]:
+    if ids.isna().any():
+        raise DynamicsInputError("column 'patient_id' has missing values")
+    codes, uniques = pd.factorize(ids, sort=False)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques)
+
+
+def prepare_series(
+    table: pd.DataFrame,
+    score: str,
+    *,
+    patient: str = "patient_id",
+    session: str = "session",
+    keep_missing: bool = False,
+) -> Series:
+    """Sort a long session table into a :class:`Series` of one score.
+
+    Rows with a missing score are dropped unless ``keep_missing``. Duplicate
+    ``(patient, session)`` pairs are an error. Patients keep the order of first appearance.
+    """
+    require_columns(table, [patient, session, score])
+    x_all = _numeric(table, score)
+    sess_all = _sessions(table, session)
+    code_all, uniques = _factorize(table[patient])
+    rows = np.arange(len(table), dtype=np.int64)
+    if not keep_missing:
+        keep = ~np.isnan(x_all)
+        rows, x_all, sess_all, code_all = rows[keep], x_all[keep], sess_all[keep], code_all[keep]
+    ordered = _is_sorted(code_all, sess_all)
+    if not ordered:
+        order = np.lexsort((sess_all, code_all))
+        rows, x_all, sess_all, code_all = (
+            rows[order],
+            x_all[order],
+            sess_all[order],
+            code_all[order],
+        )
+    _check_unique(code_all, sess_all, table, rows, patient, session)
+    return _assemble(code_all, uniques, sess_all, x_all, rows)
+
+
+def _is_sorted(code: IntArray, sess: IntArray) -> bool:
+    if code.size < 2:
+        return True
+    dc = np.diff(code)
+    return bool(np.all((dc > 0) | ((dc == 0) & (np.diff(sess) > 0))))
+
+
+def _check_unique(
+    code: IntArray,
+    sess: IntArray,
+    table: pd.DataFrame,
+    rows: IntArray,
+    patient: str,
+    session: str,
+) -> None:
+    if code.size < 2:
+        return
+    dup = (np.diff(code) == 0) & (np.diff(sess) == 0)
+    if dup.any():
+        at = rows[1:][dup][0]
+        raise DynamicsInputError(
+            f"duplicate session: patient {table[patient].iloc[at]!r} has session "
+            f"{table[session].iloc[at]!r} more than once"
+        )
+
+
+def _assemble(
+    code: IntArray, uniques: np.ndarray, sess: IntArray, x: FloatArray, rows: IntArray
+) -> Series:
+    if code.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Series(uniques[:0], empty, empty, np.zeros(0), empty, empty, empty)
+    boundary = np.flatnonzero(np.diff(code) != 0) + 1
+    starts = np.concatenate(([0], boundary)).astype(np.int64)
+    sizes = np.diff(np.concatenate((starts, [code.size]))).astype(np.int64)
+    block = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
+    patients = uniques[code[starts]]
+    return Series(patients, block, sess, x, starts, sizes, rows)

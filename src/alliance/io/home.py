@@ -1,0 +1,62 @@
+"""The user's alliance folder: installed instrument overrides and text packs.
+
+``$ALLIANCE_HOME``, or ``~/.local/share/alliance`` when unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alliance.instruments import InstrumentDefinitionError, parse_instrument, register
+
+
+def alliance_home() -> Path:
+    """The folder that holds what a clinic installs (created on first write)."""
+    configured = os.environ.get("ALLIANCE_HOME")
+    return Path(configured) if configured else Path.home() / ".local" / "share" / "alliance"
+
+
+def instruments_dir() -> Path:
+    return alliance_home() / "instruments"
+
+
+def load_user_instruments() -> list[str]:
+    """Register every installed instrument override; returns their ids.
+
+    A broken file raises :class:`InstrumentDefinitionError` naming it, rather than being
+    skipped: a clinic must know when its key is not in force.
+    """
+    folder = instruments_dir()
+    if not folder.is_dir():
+        return []
+    ids = []
+    for path in sorted(folder.glob("*.toml")):
+        instrument = parse_instrument(path.read_text(encoding="utf-8"), str(path))
+        register(instrument)
+        ids.append(instrument.id)
+    return ids
+
+
+def install_instrument(source: Path) -> str:
+    """Validate an instrument file and install it as an override; returns its id."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InstrumentDefinitionError(f"{source}: cannot be read: {exc.strerror}") from None
+    instrument = parse_instrument(text, str(source))
+    target = instruments_dir() / f"{instrument.id}.toml"
+    atomic_write(target, text)
+    register(instrument)
+    return instrument.id
+
+
+def atomic_write(target: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(target.suffix + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)

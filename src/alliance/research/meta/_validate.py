@@ -1,0 +1,67 @@
+"""Input checks shared by the meta-analysis functions (private)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+class MetaInputError(ValueError):
+    """Input that a meta-analysis cannot use; the message names the row and the rule."""
+
+
+def row_label(i: int, slab: Sequence[str] | None) -> str:
+    """Human name of 0-based row ``i``: ``row 3 (study 'Bruce et al.')``."""
+    name = f"row {i + 1}"
+    if slab is not None and i < len(slab):
+        name += f" (study {slab[i]!r})"
+    return name
+
+
+def as_vector(x: ArrayLike, name: str, slab: Sequence[str] | None = None) -> FloatArray:
+    """A 1-D float vector; missing or non-finite values raise, naming the row."""
+    try:
+        a = np.asarray(x, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise MetaInputError(f"{name}: values must be numeric ({exc})") from None
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MetaInputError(f"{name}: {row_label(i, slab)} is missing or not finite")
+    return a
+
+
+def check_positive(a: FloatArray, name: str, slab: Sequence[str] | None) -> None:
+    """Raise unless every value is > 0."""
+    bad = a <= 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MetaInputError(
+            f"{name}: {row_label(i, slab)} has {name} = {a[i]:g}; sampling variances must be > 0"
+        )
+
+
+def check_effects(
+    yi: ArrayLike, vi: ArrayLike, slab: Sequence[str] | None = None, min_k: int = 2
+) -> tuple[FloatArray, FloatArray]:
+    """Validate an effect-size vector and its sampling variances.
+
+    >>> y, v = check_effects([0.1, 0.2], [0.01, 0.02])
+    >>> y.tolist()
+    [0.1, 0.2]
+    """
+    y = as_vector(yi, "yi", slab)
+    v = as_vector(vi, "vi", slab)
+    if y.shape != v.shape:
+        raise MetaInputError(f"yi has {y.size} values but vi has {v.size}")
+    if y.size < min_k:
+        raise MetaInputError(
+            f"a meta-analysis needs at least {min_k} studies; got {y.size}"
+            + (f" ({row_label(0, slab)})" if y.size == 1 else "")
+        )
+    check_positive(v, "vi", slab)
+    return y, v

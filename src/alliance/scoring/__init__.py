@@ -1,0 +1,28 @@
+"""Pure, vectorised scoring of response tables for every instrument in the library.
+
+>>> import pandas as pd
+>>> from alliance.scoring import score
+>>> df = pd.DataFrame({f"srs_{i}": [9.5] for i in range(1, 5)})
+>>> float(score(df, "srs")["srs_total"].iloc[0])
+38.0
+"""
+
+from alliance.scoring.keys import CompiledKey, compile_key
+from alliance.scoring.scorer import UnverifiedKeyWarning, score
+from alliance.scoring.validate import (
+    ScoringError,
+    ScoringInputError,
+    describe_issues,
+    infer_instrument,
+)
+
+__all__ = [
+    "CompiledKey",
+    "ScoringError",
+    "ScoringInputError",
+    "UnverifiedKeyWarning",
+    "compile_key",
+    "describe_issues",
+    "infer_instrument",
+    "score",
+]

@@ -1,0 +1,278 @@
+"""One vectorised scorer for every instrument in the library.
+
+Scores are computed from the answered items: the mean of the (reverse-keyed) answers, or for
+``metric="sum"`` that mean times the score's item count (a prorated sum, equal to the plain
+sum when nothing is missing). A score is left empty, with the reason in the status column,
+when more items are missing than the instrument's missing-item rule allows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from numpy import strings
+from numpy.dtypes import StringDType
+
+from alliance.instruments import Instrument, get_instrument, list_instruments
+from alliance.scoring.keys import BoolArrayLike, CompiledKey, FloatArray, compile_key
+from alliance.scoring.validate import (
+    CheckedAnswers,
+    ScoringError,
+    ScoringInputError,
+    check_answers,
+    infer_instrument,
+    prepare_columns,
+)
+
+Metric = Literal["mean", "sum"]
+ErrorMode = Literal["raise", "flag"]
+OK = "ok"
+StringArray = npt.NDArray[Any]
+
+
+class UnverifiedKeyWarning(UserWarning):
+    """Scores computed from a key that could not be confirmed from a published source."""
+
+
+def score(
+    data: pd.DataFrame,
+    instrument: str | Instrument | None = None,
+    form: str | None = None,
+    metric: Metric | None = None,
+    errors: ErrorMode = "raise",
+    columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Score a table of item responses.
+
+    Parameters
+    ----------
+    data
+        One administration per row; item columns named ``<instrument>_<n>``; any other
+        columns (ids, dates) are kept.
+    instrument
+        Instrument id (e.g. ``"wai_sr"``) or definition; inferred from the columns if None.
+    form
+        Respondent form (``"client"``, ``"therapist"``, ...); the instrument's first if None.
+    metric
+        ``"mean"`` (item-mean metric) or ``"sum"`` (prorated sum); the instrument's default
+        if None (the item mean, except the SRS whose published total is a 0–40 sum).
+    errors
+        ``"raise"`` raises one :class:`ScoringInputError` listing every invalid answer;
+        ``"flag"`` scores the valid rows and leaves the invalid ones empty, with the reasons
+        in the status column.
+    columns
+        Maps other column names to item columns, e.g. ``{"Q1": "wai_sr_1"}``.
+
+    Returns
+    -------
+    DataFrame with the non-item columns, one float column ``<instrument>_<score>`` per score
+    and ``<instrument>_status`` (``"ok"`` or why a score is missing). ``result.attrs
+    ["alliance"]`` records instrument, form, metric and each score's key status.
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> answers = pd.DataFrame({"patient_id": ["p1"], **{f"wai_sr_{i}": [4] for i in range(1, 13)}})
+    >>> score(answers, "wai_sr")[["patient_id", "wai_sr_goal", "wai_sr_total", "wai_sr_status"]]
+      patient_id  wai_sr_goal  wai_sr_total wai_sr_status
+    0         p1          4.0           4.0            ok
+    """
+    key = _resolve_key(data, instrument, columns)
+    inst = key.instrument
+    chosen_form = inst.get_form(form) if form is not None else inst.forms[0]
+    if not chosen_form.scorable:
+        raise ScoringError(f"{inst.short_name} {chosen_form.name}: {chosen_form.note}")
+    if not key.score_ids:
+        raise ScoringError(f"{inst.short_name} cannot be scored: {inst.key_note}")
+    metric = metric or inst.default_metric
+    if metric not in ("mean", "sum"):
+        raise ScoringError(f"metric must be 'mean' or 'sum', not {metric!r}")
+    if errors not in ("raise", "flag"):
+        raise ScoringError(f"errors must be 'raise' or 'flag', not {errors!r}")
+    frame = prepare_columns(data, key, columns)
+    checked = check_answers(frame, key)
+    if errors == "raise" and len(checked.issues):
+        raise ScoringInputError(inst.id, checked.issues.drop(columns="position"))
+    values, computed, missing_counts = _compute(checked, key, metric)
+    result = _assemble(frame, key, values, computed, missing_counts, checked, metric)
+    _flag_unverified(result, key, chosen_form.id, metric)
+    return result
+
+
+def _resolve_key(
+    data: pd.DataFrame, instrument: str | Instrument | None, columns: Mapping[str, str] | None
+) -> CompiledKey:
+    if isinstance(instrument, Instrument):
+        return compile_key(instrument)
+    if instrument is None:
+        names = [columns.get(str(c), c) if columns else c for c in data.columns]
+        instrument = infer_instrument(names, [compile_key(i) for i in list_instruments()])
+    return compile_key(get_instrument(instrument))
+
+
+def _compute(
+    checked: CheckedAnswers, key: CompiledKey, metric: Metric
+) -> tuple[FloatArray, BoolArrayLike, FloatArray]:
+    """Score matrix (n, s), which cells were computed, and missing-item counts."""
+    x = checked.values
+    if checked.complete:
+        sums = x @ key.signed
+        sums += key.offset.sum(axis=0)
+        scores = sums * (1.0 / key.n_items) if metric == "mean" else sums
+        computed = np.ones(sums.shape, dtype=bool)
+        missing = np.zeros(sums.shape)
+    else:
+        scores, computed, missing = _compute_with_gaps(checked, key, metric)
+    if key.derived:
+        scores, computed = _derived_totals(scores, computed, key, metric)
+    return scores, computed, missing
+
+
+def _compute_with_gaps(
+    checked: CheckedAnswers, key: CompiledKey, metric: Metric
+) -> tuple[FloatArray, BoolArrayLike, FloatArray]:
+    """Scores from the answered items where some are missing, invalid or not asked."""
+    x = checked.values
+    answered = ~np.isnan(x)
+    answered_f = answered.astype(np.float64)
+    sums = np.where(answered, x, 0.0) @ key.signed + answered_f @ key.offset
+    counts = answered_f @ key.membership
+    expected = key.n_items
+    if checked.not_asked is not None:
+        expected = expected - checked.not_asked.astype(np.float64) @ key.membership
+    missing = expected - counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    computed = (missing <= key.max_missing) & (counts > 0)
+    if checked.invalid.any():
+        computed &= ~checked.invalid.any(axis=1)[:, None]
+    scores = means * key.n_items if metric == "sum" else means
+    return np.where(computed, scores, np.nan), computed, missing
+
+
+def _derived_totals(
+    direct: FloatArray, computed: BoolArrayLike, key: CompiledKey, metric: Metric
+) -> tuple[FloatArray, BoolArrayLike]:
+    """Append totals built from subscale scores (mean of means, or sum of sums)."""
+    extra = []
+    extra_ok = []
+    for _total, subs in key.derived:
+        part = direct[:, list(subs)]
+        value = part.sum(axis=1) if metric == "sum" else part.mean(axis=1)
+        ok = computed[:, list(subs)].all(axis=1)
+        extra.append(np.where(ok, value, np.nan))
+        extra_ok.append(ok)
+    return (
+        np.column_stack([direct, *extra]),
+        np.column_stack([computed, *extra_ok]),
+    )
+
+
+def _assemble(
+    frame: pd.DataFrame,
+    key: CompiledKey,
+    values: FloatArray,
+    computed: BoolArrayLike,
+    missing: FloatArray,
+    checked: CheckedAnswers,
+    metric: Metric,
+) -> pd.DataFrame:
+    inst_id = key.instrument.id
+    item_columns = set(key.columns)
+    kept = {c: frame[c] for c in frame.columns if c not in item_columns}
+    values = np.asfortranarray(values)  # contiguous columns: no copy per column below
+    scores = {f"{inst_id}_{s}": values[:, j] for j, s in enumerate(key.score_ids)}
+    status = {f"{inst_id}_status": _status(key, computed, missing, checked)}
+    return pd.DataFrame({**kept, **scores, **status}, index=frame.index, copy=False)
+
+
+def _status(
+    key: CompiledKey, computed: BoolArrayLike, missing: FloatArray, checked: CheckedAnswers
+) -> pd.Categorical:
+    """'ok', or per row why its scores were not computed (vectorised string building).
+
+    A categorical column: one code per row, each distinct message stored once.
+    """
+    n = computed.shape[0]
+    if checked.complete:
+        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[OK])
+    problem = ~computed & ~_not_applicable(key, checked)
+    invalid_rows = checked.invalid.any(axis=1)
+    text = np.full(n, "", dtype=StringDType())
+    if invalid_rows.any():
+        text = _invalid_reasons(text, checked.issues)
+    direct = len(key.score_ids) - len(key.derived)
+    for j, score_id in enumerate(key.score_ids):
+        rows = problem[:, j] & ~invalid_rows
+        if not rows.any():
+            continue
+        if j >= direct:
+            reason = np.full(int(rows.sum()), f"{score_id}: needs every subscale")
+        else:
+            counts = missing[rows, j].astype(np.int64).astype(StringDType())
+            tail = f" of {int(key.n_items[j])} items missing (at most {int(key.max_missing[j])})"
+            reason = strings.add(strings.add(f"{score_id}: ", counts), tail)
+        text[rows] = _join(text[rows], reason)
+    text[strings.str_len(text) == 0] = OK
+    codes, messages = pd.factorize(text.astype(object))
+    return pd.Categorical.from_codes(codes, categories=messages)
+
+
+def _invalid_reasons(text: StringArray, issues: pd.DataFrame) -> StringArray:
+    """'not scored: col=value rule; ...' for each row with invalid answers."""
+    positions = issues["position"].to_numpy()
+    pieces = strings.add(
+        strings.add(issues["column"].to_numpy().astype(StringDType()), "="),
+        strings.add(
+            issues["value"].map(repr).to_numpy().astype(StringDType()),
+            strings.add(" ", issues["rule"].to_numpy().astype(StringDType())),
+        ),
+    )
+    rank = issues.groupby("position").cumcount().to_numpy()
+    for k in range(int(rank.max()) + 1):
+        at = rank == k
+        rows = positions[at]
+        prefix = "not scored: " if k == 0 else "; "
+        text[rows] = strings.add(strings.add(text[rows], prefix), pieces[at])
+    return text
+
+
+def _join(existing: StringArray, reason: StringArray) -> StringArray:
+    separator = np.where(strings.str_len(existing) > 0, "; ", "").astype(StringDType())
+    return strings.add(strings.add(existing, separator), reason)
+
+
+def _not_applicable(key: CompiledKey, checked: CheckedAnswers) -> BoolArrayLike:
+    """Scores whose every item was skipped by design (e.g. rupture intensity when none)."""
+    n, s = checked.values.shape[0], len(key.score_ids)
+    if checked.not_asked is None:
+        return np.zeros((n, s), dtype=bool)
+    skipped = checked.not_asked.astype(np.float64) @ key.membership
+    direct = skipped >= key.n_items
+    extra = np.zeros((n, len(key.derived)), dtype=bool)
+    return np.column_stack([direct, extra])
+
+
+def _flag_unverified(result: pd.DataFrame, key: CompiledKey, form: str, metric: Metric) -> None:
+    inst = key.instrument
+    status = {s: inst.get_score(s).key_status for s in key.score_ids}
+    result.attrs["alliance"] = {
+        "instrument": inst.id,
+        "form": form,
+        "metric": metric,
+        "key_status": status,
+    }
+    unverified = [s for s, level in status.items() if level == "unverified"]
+    if unverified:
+        names = ", ".join(f"{inst.id}_{s}" for s in unverified)
+        warnings.warn(
+            f"{inst.short_name}: the key of {names} is unverified ({inst.key_note}) — "
+            "treat these scores with caution",
+            UnverifiedKeyWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,204 @@
+"""Checks on a response table before scoring: structure first, then every cell.
+
+Cell checks run column by column (a dozen columns, vectorised over all rows) and produce a
+boolean mask of invalid cells plus, only where needed, a table of the offending values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from alliance.scoring.keys import CompiledKey, FloatArray
+
+BoolArray = npt.NDArray[np.bool_]
+
+ISSUE_COLUMNS = ["row", "column", "value", "rule"]
+MAX_LISTED = 20
+
+
+class ScoringError(ValueError):
+    """A table that cannot be scored as a whole (missing or duplicate columns, no key)."""
+
+
+class ScoringInputError(ScoringError):
+    """Invalid answers. ``issues`` lists every offending row, column, value and rule."""
+
+    def __init__(self, instrument_id: str, issues: pd.DataFrame) -> None:
+        self.instrument_id = instrument_id
+        self.issues = issues
+        super().__init__(describe_issues(instrument_id, issues))
+
+
+def describe_issues(instrument_id: str, issues: pd.DataFrame, limit: int = MAX_LISTED) -> str:
+    """One readable message listing the first ``limit`` issues and the total count."""
+    lines = [
+        f"  row {r.row}, column {r.column}: value {r.value!r}: {r.rule}"
+        for r in issues.head(limit).itertuples(index=False)
+    ]
+    more = len(issues) - limit
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    head = f"{len(issues)} invalid answer(s) for instrument {instrument_id!r}:"
+    return "\n".join([head, *lines])
+
+
+def prepare_columns(
+    frame: pd.DataFrame, key: CompiledKey, columns: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """Apply a column mapping and check the table has each item column exactly once."""
+    if columns:
+        unknown = [c for c in columns if c not in frame.columns]
+        if unknown:
+            raise ScoringError(f"column map names column(s) not in the table: {unknown}")
+        frame = frame.rename(columns=dict(columns))
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise ScoringError(f"duplicate column(s): {duplicated} (each column must appear once)")
+    missing = [c for c in key.columns if c not in frame.columns]
+    if missing:
+        raise ScoringError(
+            f"missing item column(s) for {key.instrument.id!r}: {missing} "
+            f"(expected {key.columns[0]} .. {key.columns[-1]}; map other names with columns=)"
+        )
+    return frame
+
+
+@dataclass(frozen=True)
+class CheckedAnswers:
+    """The answers as a float matrix with the outcome of every cell check."""
+
+    values: FloatArray  # (n, p), Fortran order, NaN where unanswered or invalid
+    invalid: BoolArray  # (n, p)
+    complete: bool  # every cell answered and valid, no skip logic (the fast case)
+    not_asked: BoolArray | None  # (n, p) skipped by design (asked_if), or None
+    issues: pd.DataFrame  # row, column, value, rule for every invalid cell
+
+
+def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
+    """Convert the item columns to floats and check every cell against its item's scale."""
+    n, p = len(frame), len(key.columns)
+    # Fortran order: each item column is one contiguous run, written and checked in place.
+    values = np.empty((n, p), dtype=np.float64, order="F")
+    invalid = np.zeros((n, p), dtype=bool, order="F")
+    rules: dict[int, list[tuple[BoolArray, str]]] = {}
+    complete = True
+    for j, column in enumerate(key.columns):
+        numeric, problems, has_gaps = _column_checks(frame[column], key, j)
+        values[:, j] = numeric
+        complete = complete and not has_gaps and not problems
+        for mask, _rule in problems:
+            invalid[:, j] |= mask
+        rules[j] = problems
+    not_asked = _skip_logic(values, invalid, key)
+    if not_asked is not None:
+        answered_anyway = not_asked & ~np.isnan(values)
+        if answered_anyway.any():
+            for j in np.flatnonzero(answered_anyway.any(axis=0)):
+                rules[int(j)].append((answered_anyway[:, j], "answered although not asked"))
+            invalid |= answered_anyway
+    issues = _issue_table(frame, key, invalid, rules) if invalid.any() else _no_issues()
+    if not complete and invalid.any():
+        values[invalid] = np.nan
+    complete = complete and not_asked is None
+    return CheckedAnswers(values, invalid, complete, not_asked, issues)
+
+
+def _column_checks(
+    raw: pd.Series, key: CompiledKey, j: int
+) -> tuple[FloatArray, list[tuple[BoolArray, str]], bool]:
+    """Float values of one item column, the (mask, rule) pairs it breaks, and any gaps."""
+    problems: list[tuple[BoolArray, str]] = []
+    low, high, step = key.low[j], key.high[j], key.step[j]
+    if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
+        coerced = pd.to_numeric(raw, errors="coerce")
+        not_number = (coerced.isna() & raw.notna()).to_numpy(dtype=bool)
+        if not_number.any():
+            problems.append((not_number, "not a number"))
+        raw = coerced
+    has_gaps = bool(raw.hasnans)
+    integer_typed = pd.api.types.is_integer_dtype(raw.dtype) and not has_gaps
+    numeric = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    outside = (numeric < low) | (numeric > high)
+    if outside.any():
+        problems.append((outside, f"outside the scale {_fmt(low)}..{_fmt(high)}"))
+    if not np.isnan(step) and not (integer_typed and step == 1 and float(low).is_integer()):
+        steps = (numeric - low) / step
+        off_grid = np.abs(steps - np.round(steps)) > 1e-9
+        if off_grid.any():
+            rule = "not a whole number" if step == 1 else f"not a multiple of {_fmt(step)}"
+            problems.append((off_grid & ~outside, rule))
+    return numeric, problems, has_gaps
+
+
+def _skip_logic(values: FloatArray, invalid: BoolArray, key: CompiledKey) -> BoolArray | None:
+    """Cells that were not asked because a filter item had another answer (or none)."""
+    if not key.has_skip_logic:
+        return None
+    not_asked = np.zeros(values.shape, dtype=bool)
+    for item, condition, equals in key.asked_if:
+        filter_answer = values[:, condition]
+        unusable = np.isnan(filter_answer) | invalid[:, condition]
+        not_asked[:, item] = unusable | (filter_answer != equals)
+    return not_asked
+
+
+def _issue_table(
+    frame: pd.DataFrame,
+    key: CompiledKey,
+    invalid: BoolArray,
+    rules: dict[int, list[tuple[BoolArray, str]]],
+) -> pd.DataFrame:
+    parts = []
+    for j, problems in rules.items():
+        column = key.columns[j]
+        for mask, rule in problems:
+            rows = np.flatnonzero(mask)
+            if rows.size:
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "position": rows,
+                            "row": frame.index[rows],
+                            "column": column,
+                            "value": frame[column].iloc[rows].to_numpy(dtype=object),
+                            "rule": rule,
+                        }
+                    )
+                )
+    table = pd.concat(parts, ignore_index=True).sort_values(["position", "column"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def _no_issues() -> pd.DataFrame:
+    return pd.DataFrame({"position": pd.Series(dtype=np.int64), **{c: [] for c in ISSUE_COLUMNS}})
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def infer_instrument(columns: Sequence[object], candidates: Sequence[CompiledKey]) -> str:
+    """The instrument whose item columns the table holds (all of them, most items first).
+
+    Raises ``ScoringError`` naming what is missing when no instrument matches completely.
+    """
+    names = {str(c) for c in columns}
+    complete = [k for k in candidates if set(k.columns) <= names]
+    if complete:
+        return max(complete, key=lambda k: len(k.columns)).instrument.id
+    partial = [(len(set(k.columns) & names), k) for k in candidates]
+    best_count, best = max(partial, key=lambda pair: pair[0])
+    if best_count == 0:
+        raise ScoringError(
+            "cannot tell the instrument from the column names: item columns must be named "
+            "<instrument>_<n> (e.g. wai_sr_1); name the instrument and map the columns"
+        )
+    missing = [c for c in best.columns if c not in names]
+    raise ScoringError(
+        f"columns look like {best.instrument.id!r} but item column(s) {missing} are missing"
+    )

@@ -1,0 +1,104 @@
+"""Engine and session factory: SQLite (WAL, synchronous=FULL) by default, PostgreSQL by URL.
+
+The database URL comes from the argument, else ``ALLIANCE_DATABASE_URL``, else a SQLite file
+``alliance.db`` under ``$ALLIANCE_HOME`` (default ``~/.local/share/alliance``).
+
+SQLite connections run in WAL mode with ``synchronous=FULL`` so that a committed
+transaction is on disk before ``commit()`` returns; write transactions start with
+``BEGIN IMMEDIATE`` (see :func:`write_session`) so concurrent writers queue on the busy
+timeout instead of failing on a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def alliance_home() -> Path:
+    """The data directory (``$ALLIANCE_HOME`` or ``~/.local/share/alliance``)."""
+    home = os.environ.get("ALLIANCE_HOME") or str(Path.home() / ".local/share/alliance")
+    return Path(home)
+
+
+def default_database_url() -> str:
+    """``ALLIANCE_DATABASE_URL`` if set, else a SQLite file in the data directory."""
+    url = os.environ.get("ALLIANCE_DATABASE_URL")
+    if url:
+        return url
+    home = alliance_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'alliance.db'}"
+
+
+def sqlite_url(path: str | Path) -> str:
+    """A SQLAlchemy URL for a SQLite file."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take over transaction control from pysqlite so BEGIN is ours to emit.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for the URL (or the default), configured for durability."""
+    url = url or default_database_url()
+    if url.startswith("sqlite"):
+        connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        engine = create_engine(
+            url, connect_args=connect_args, pool_size=20, max_overflow=20, **kwargs
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class Database:
+    """An engine with read and write session factories."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine = make_engine(url)
+        self.url = self.engine.url.render_as_string(hide_password=False)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(writer, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (and audit writes); committed on success."""
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, committed (durably) before the block's caller continues."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

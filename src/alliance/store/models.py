@@ -1,0 +1,228 @@
+"""SQLAlchemy 2 models of the clinic: users, patients, sessions, links, responses, alerts.
+
+Patients are pseudonymous (a clinic code; no name). Patient link tokens and API tokens are
+stored as SHA-256 hashes only. The audit log is append-only (enforced by database triggers
+created in the migration, and by an ORM guard here).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("admin", "supervisor", "therapist", "researcher")
+RESPONDENTS = ("client", "therapist", "observer")
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of all clinic tables."""
+
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}  # noqa: RUF012
+
+
+class User(Base):
+    """A clinician or staff account."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API (stored hashed)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    user: Mapped[User] = relationship()
+
+
+class LoginAttempt(Base):
+    """A login attempt, for rate limiting (shared by all workers through the database)."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    success: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (Index("ix_login_attempts_at", "at"),)
+
+
+class Patient(Base):
+    """A pseudonymous patient on a therapist's caseload."""
+
+    __tablename__ = "patients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    research_id: Mapped[str] = mapped_column(String(32), unique=True)
+    therapist_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    alerts_stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    therapist: Mapped[User] = relationship()
+    schedule: Mapped[list[ScheduleEntry]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", order_by="ScheduleEntry.id"
+    )
+
+
+class ScheduleEntry(Base):
+    """One instrument form given to a patient every ``every`` sessions."""
+
+    __tablename__ = "schedule"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    instrument_id: Mapped[str] = mapped_column(String(32))
+    form_id: Mapped[str] = mapped_column(String(32))
+    respondent: Mapped[str] = mapped_column(String(16))
+    every: Mapped[int] = mapped_column(Integer, default=1)
+    patient: Mapped[Patient] = relationship(back_populates="schedule")
+    __table_args__ = (UniqueConstraint("patient_id", "instrument_id", "form_id"),)
+
+    def due(self, session_number: int) -> bool:
+        """Whether this entry is due at the given session number (1, 1+every, ...)."""
+        return (session_number - 1) % max(self.every, 1) == 0
+
+
+class TherapySession(Base):
+    """A therapy session of a patient (numbered 1, 2, ...)."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    date: Mapped[date] = mapped_column(Date)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    patient: Mapped[Patient] = relationship()
+    __table_args__ = (UniqueConstraint("patient_id", "number"),)
+
+
+class Link(Base):
+    """A single-use, expiring patient link to a session's client forms (token hashed)."""
+
+    __tablename__ = "links"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    kiosk: Mapped[bool] = mapped_column(Boolean, default=False)
+    session: Mapped[TherapySession] = relationship()
+
+
+class Response(Base):
+    """One completed instrument form: item answers and the scores of the scoring core."""
+
+    __tablename__ = "responses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    instrument_id: Mapped[str] = mapped_column(String(32))
+    form_id: Mapped[str] = mapped_column(String(32))
+    respondent: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    items: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default="link")
+    submitted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session: Mapped[TherapySession] = relationship()
+    __table_args__ = (UniqueConstraint("session_id", "instrument_id", "respondent"),)
+
+
+class Alert(Base):
+    """An alert computed by :mod:`alliance.dynamics`, with its workflow status."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    session: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    guidance: Mapped[str] = mapped_column(Text, default="")
+    sources: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    patient: Mapped[Patient] = relationship()
+    __table_args__ = (UniqueConstraint("patient_id", "session", "kind"),)
+
+
+class RuptureEvent(Base):
+    """A rupture (and its repair, if any) found by :mod:`alliance.dynamics`."""
+
+    __tablename__ = "ruptures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    session: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64), default="")
+    depth: Mapped[float | None] = mapped_column(Float, default=None)
+    repaired: Mapped[bool] = mapped_column(Boolean, default=False)
+    repair_session: Mapped[int | None] = mapped_column(Integer, default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditEntry(Base):
+    """Append-only record of every read and change of patient data (who, what, when)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AuditLogIsAppendOnly(RuntimeError):
+    """Raised when code tries to update or delete an audit entry."""
+
+
+@event.listens_for(AuditEntry, "before_update")
+@event.listens_for(AuditEntry, "before_delete")
+def _refuse_audit_change(*_args: Any) -> None:
+    raise AuditLogIsAppendOnly("the audit log is append-only")

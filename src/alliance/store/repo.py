@@ -1,0 +1,524 @@
+"""Repository functions: the only place the web layer and the CLI touch the tables.
+
+Every function takes an open SQLAlchemy session; the caller owns the transaction (see
+:class:`alliance.store.db.Database`), so a request either commits all its changes and its
+audit entries together, or none of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from alliance.store.models import (
+    ROLES,
+    Alert,
+    ApiToken,
+    AuditEntry,
+    Link,
+    LoginAttempt,
+    Patient,
+    Response,
+    RuptureEvent,
+    ScheduleEntry,
+    TherapySession,
+    User,
+    utcnow,
+)
+
+LINK_TTL = timedelta(hours=72)
+
+
+class NotFound(LookupError):
+    """The requested record does not exist (or is not visible to the caller)."""
+
+
+class Conflict(ValueError):
+    """The change would break a uniqueness rule (e.g. a username already taken)."""
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest of a link or API token (only the hash is ever stored)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """An unguessable URL-safe token (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def aware(moment: datetime) -> datetime:
+    """Treat a naive datetime read back from SQLite as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- audit -------------------------------------------------------------------------------
+def audit(
+    s: Session,
+    user: User | None,
+    action: str,
+    entity: str,
+    entity_id: object = "",
+    patient_id: int | None = None,
+    detail: str = "",
+    actor: str | None = None,
+) -> None:
+    """Append one entry to the audit log (in the caller's transaction)."""
+    s.add(
+        AuditEntry(
+            user_id=user.id if user else None,
+            actor=actor or (f"{user.role}:{user.username}" if user else "anonymous"),
+            action=action,
+            entity=entity,
+            entity_id=str(entity_id),
+            patient_id=patient_id,
+            detail=detail[:500],
+        )
+    )
+
+
+def audit_entries(s: Session, limit: int = 200) -> Sequence[AuditEntry]:
+    """The newest audit entries first."""
+    return s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
+
+
+# -- users and tokens --------------------------------------------------------------------
+def create_user(
+    s: Session,
+    username: str,
+    password_hash: str,
+    role: str,
+    display_name: str = "",
+    supervisor_id: int | None = None,
+) -> User:
+    """Add a clinic user; the role must be one of :data:`ROLES`."""
+    if role not in ROLES:
+        raise ValueError(f"role: must be one of {', '.join(ROLES)} (got {role!r})")
+    if not username or len(username) > 64:
+        raise ValueError("username: must be 1 to 64 characters")
+    if s.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"username: {username!r} is already taken")
+    user = User(
+        username=username,
+        password_hash=password_hash,
+        role=role,
+        display_name=display_name or username,
+        supervisor_id=supervisor_id,
+    )
+    s.add(user)
+    s.flush()
+    return user
+
+
+def user_by_name(s: Session, username: str) -> User | None:
+    """The active user with this username, if any."""
+    return s.scalar(select(User).where(User.username == username, User.active.is_(True)))
+
+
+def get_user(s: Session, user_id: int) -> User | None:
+    """The active user with this id, if any."""
+    user = s.get(User, user_id)
+    return user if user is not None and user.active else None
+
+
+def list_users(s: Session, role: str | None = None) -> Sequence[User]:
+    """Users, optionally of one role, by username."""
+    query = select(User).order_by(User.username)
+    if role:
+        query = query.where(User.role == role)
+    return s.scalars(query).all()
+
+
+def team_of(s: Session, supervisor: User) -> Sequence[User]:
+    """Therapists supervised by this supervisor (all therapists for an admin)."""
+    query = select(User).where(User.role == "therapist", User.active.is_(True))
+    if supervisor.role != "admin":
+        query = query.where(User.supervisor_id == supervisor.id)
+    return s.scalars(query.order_by(User.username)).all()
+
+
+def create_api_token(s: Session, user: User, name: str = "", days: int | None = 90) -> str:
+    """Issue a bearer token for the user; returns the token (shown once, stored hashed)."""
+    token = new_token()
+    expires = utcnow() + timedelta(days=days) if days else None
+    s.add(ApiToken(user_id=user.id, token_hash=hash_token(token), name=name, expires_at=expires))
+    s.flush()
+    return token
+
+
+def user_for_api_token(s: Session, token: str) -> User | None:
+    """The active user owning a valid (unrevoked, unexpired) bearer token."""
+    row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked:
+        return None
+    if row.expires_at is not None and aware(row.expires_at) < utcnow():
+        return None
+    return get_user(s, row.user_id)
+
+
+def record_login(s: Session, username: str, client: str, success: bool) -> None:
+    """Remember a login attempt (for rate limiting)."""
+    s.add(LoginAttempt(username=username[:64], client=client[:64], success=success))
+
+
+def recent_failures(s: Session, username: str, client: str, window: timedelta) -> int:
+    """Failed logins for this username or from this client within the window."""
+    since = utcnow() - window
+    query = select(func.count(LoginAttempt.id)).where(
+        LoginAttempt.success.is_(False),
+        LoginAttempt.at >= since,
+        (LoginAttempt.username == username) | (LoginAttempt.client == client),
+    )
+    return int(s.scalar(query) or 0)
+
+
+# -- patients and schedules --------------------------------------------------------------
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """An instrument form to give a patient every ``every`` sessions."""
+
+    instrument_id: str
+    form_id: str
+    respondent: str
+    every: int = 1
+
+
+def create_patient(
+    s: Session,
+    code: str,
+    therapist: User,
+    schedule: Iterable[ScheduleSpec] = (),
+    language: str = "en",
+) -> Patient:
+    """Add a pseudonymous patient to a therapist's caseload with an instrument schedule."""
+    code = code.strip()
+    if not code or len(code) > 64:
+        raise ValueError("code: must be 1 to 64 characters")
+    if therapist.role != "therapist":
+        raise ValueError(f"therapist: user {therapist.username!r} is not a therapist")
+    if s.scalar(select(Patient.id).where(Patient.code == code)) is not None:
+        raise Conflict(f"code: patient code {code!r} is already in use")
+    patient = Patient(
+        code=code, research_id=secrets.token_hex(8), therapist_id=therapist.id, language=language
+    )
+    s.add(patient)
+    s.flush()
+    set_schedule(s, patient, schedule)
+    return patient
+
+
+def set_schedule(s: Session, patient: Patient, schedule: Iterable[ScheduleSpec]) -> None:
+    """Replace a patient's instrument schedule."""
+    patient.schedule.clear()
+    s.flush()
+    for spec in schedule:
+        if spec.every < 1:
+            raise ValueError("every: must be a whole number of sessions >= 1")
+        patient.schedule.append(
+            ScheduleEntry(
+                instrument_id=spec.instrument_id,
+                form_id=spec.form_id,
+                respondent=spec.respondent,
+                every=spec.every,
+            )
+        )
+    s.flush()
+
+
+def get_patient(s: Session, patient_id: int) -> Patient:
+    """The patient with this id (raises :class:`NotFound`)."""
+    patient = s.get(Patient, patient_id)
+    if patient is None:
+        raise NotFound(f"patient {patient_id} not found")
+    return patient
+
+
+def patients_for(s: Session, user: User) -> Sequence[Patient]:
+    """Patients the user may see: own caseload, team's caseloads, or all for an admin."""
+    query = select(Patient).where(Patient.active.is_(True)).order_by(Patient.code)
+    if user.role == "therapist":
+        query = query.where(Patient.therapist_id == user.id)
+    elif user.role == "supervisor":
+        team = select(User.id).where(User.supervisor_id == user.id)
+        query = query.where(Patient.therapist_id.in_(team))
+    elif user.role != "admin":
+        return []
+    return s.scalars(query).all()
+
+
+def can_see_patient(s: Session, user: User, patient: Patient) -> bool:
+    """Role rule: a therapist sees their own caseload, a supervisor their team's, admin all."""
+    if user.role == "admin":
+        return True
+    if user.role == "therapist":
+        return patient.therapist_id == user.id
+    if user.role == "supervisor":
+        therapist = s.get(User, patient.therapist_id)
+        return therapist is not None and therapist.supervisor_id == user.id
+    return False
+
+
+# -- sessions and links ------------------------------------------------------------------
+def create_session(
+    s: Session, patient: Patient, user: User | None, on: date | None = None
+) -> TherapySession:
+    """Add the patient's next session (numbered after the last one)."""
+    last = s.scalar(
+        select(func.max(TherapySession.number)).where(TherapySession.patient_id == patient.id)
+    )
+    session = TherapySession(
+        patient_id=patient.id,
+        number=(last or 0) + 1,
+        date=on or utcnow().date(),
+        created_by=user.id if user else None,
+    )
+    s.add(session)
+    s.flush()
+    return session
+
+
+def sessions_of(s: Session, patient_id: int) -> Sequence[TherapySession]:
+    """A patient's sessions in order."""
+    query = select(TherapySession).where(TherapySession.patient_id == patient_id)
+    return s.scalars(query.order_by(TherapySession.number)).all()
+
+
+def get_session(s: Session, session_id: int) -> TherapySession:
+    """The session with this id (raises :class:`NotFound`)."""
+    session = s.get(TherapySession, session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found")
+    return session
+
+
+def due_entries(s: Session, session: TherapySession, respondent: str) -> list[ScheduleEntry]:
+    """Schedule entries of this respondent due at this session."""
+    patient = s.get(Patient, session.patient_id)
+    assert patient is not None
+    return [e for e in patient.schedule if e.respondent == respondent and e.due(session.number)]
+
+
+def issue_link(
+    s: Session, session: TherapySession, ttl: timedelta = LINK_TTL, kiosk: bool = False
+) -> str:
+    """Create a single-use patient link for the session; returns the token (stored hashed)."""
+    token = new_token()
+    s.add(
+        Link(
+            session_id=session.id,
+            token_hash=hash_token(token),
+            expires_at=utcnow() + ttl,
+            kiosk=kiosk,
+        )
+    )
+    s.flush()
+    return token
+
+
+class LinkUnusable(LookupError):
+    """A patient link that is unknown, already used or expired (``reason`` says which)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def open_link(s: Session, token: str) -> Link:
+    """The usable link for a token, or :class:`LinkUnusable` with the reason."""
+    link = s.scalar(select(Link).where(Link.token_hash == hash_token(token)))
+    if link is None:
+        raise LinkUnusable("unknown")
+    if link.used_at is not None:
+        raise LinkUnusable("used")
+    if aware(link.expires_at) < utcnow():
+        raise LinkUnusable("expired")
+    return link
+
+
+def consume_link(s: Session, link: Link) -> None:
+    """Mark the link used, atomically: a concurrent second use raises :class:`LinkUnusable`."""
+    result = s.execute(
+        update(Link)
+        .where(Link.id == link.id, Link.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise LinkUnusable("used")
+
+
+# -- responses ---------------------------------------------------------------------------
+def add_response(
+    s: Session,
+    session: TherapySession,
+    entry: ScheduleEntry | ScheduleSpec,
+    items: dict[str, Any],
+    scores: dict[str, Any],
+    source: str,
+    user: User | None = None,
+    language: str = "en",
+) -> Response:
+    """Store one validated and scored form; marks the patient's alerts for refresh."""
+    exists = s.scalar(
+        select(Response.id).where(
+            Response.session_id == session.id,
+            Response.instrument_id == entry.instrument_id,
+            Response.respondent == entry.respondent,
+        )
+    )
+    if exists is not None:
+        raise Conflict(f"{entry.instrument_id}: this form was already completed for the session")
+    response = Response(
+        session_id=session.id,
+        patient_id=session.patient_id,
+        instrument_id=entry.instrument_id,
+        form_id=entry.form_id,
+        respondent=entry.respondent,
+        items=items,
+        scores=scores,
+        source=source,
+        submitted_by=user.id if user else None,
+        language=language,
+    )
+    s.add(response)
+    s.execute(update(Patient).where(Patient.id == session.patient_id).values(alerts_stale=True))
+    s.flush()
+    return response
+
+
+def responses_frame(s: Session, patient_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """All responses as a long table, one row per (session, instrument, respondent).
+
+    Columns: ``patient_id, research_id, therapist_id, session, date, instrument_id,
+    form_id, respondent, language, source, submitted_at`` plus the item and score columns.
+    """
+    query = (
+        select(Response, TherapySession.number, TherapySession.date, Patient)
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .join(Patient, Response.patient_id == Patient.id)
+        .order_by(Response.patient_id, TherapySession.number, Response.id)
+    )
+    if patient_ids is not None:
+        query = query.where(Response.patient_id.in_(list(patient_ids)))
+    records = []
+    for response, number, on, patient in s.execute(query):
+        records.append(
+            {
+                "patient_id": patient.id,
+                "research_id": patient.research_id,
+                "therapist_id": patient.therapist_id,
+                "session": number,
+                "date": pd.Timestamp(on),
+                "instrument_id": response.instrument_id,
+                "form_id": response.form_id,
+                "respondent": response.respondent,
+                "language": response.language,
+                "source": response.source,
+                "submitted_at": response.submitted_at,
+                **response.items,
+                **response.scores,
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+# -- alerts and ruptures -----------------------------------------------------------------
+def stale_patient_ids(s: Session, patient_ids: Sequence[int] | None = None) -> list[int]:
+    """Patients whose alerts need recomputing after new responses."""
+    query = select(Patient.id).where(Patient.alerts_stale.is_(True))
+    if patient_ids is not None:
+        query = query.where(Patient.id.in_(list(patient_ids)))
+    return list(s.scalars(query).all())
+
+
+def replace_analytics(
+    s: Session,
+    patient_ids: Sequence[int],
+    alerts: Iterable[dict[str, Any]],
+    ruptures: Iterable[dict[str, Any]],
+) -> int:
+    """Store freshly computed alerts and ruptures for these patients.
+
+    Alerts are keyed by (patient, session, kind): an alert already present keeps its
+    workflow status and note; new ones are added as open. Ruptures are replaced.
+    Returns the number of new alerts.
+    """
+    ids = list(patient_ids)
+    existing = {
+        (a.patient_id, a.session, a.kind): a
+        for a in s.scalars(select(Alert).where(Alert.patient_id.in_(ids)))
+    }
+    added = 0
+    for row in alerts:
+        key = (int(row["patient_id"]), int(row["session"]), str(row["kind"]))
+        if key in existing:
+            continue
+        s.add(
+            Alert(
+                patient_id=key[0],
+                session=key[1],
+                kind=key[2],
+                severity=str(row.get("severity", "")),
+                reason=str(row.get("reason", "")),
+                guidance=str(row.get("guidance", "")),
+                sources=str(row.get("sources", "")),
+            )
+        )
+        existing[key] = Alert()
+        added += 1
+    for old in s.scalars(select(RuptureEvent).where(RuptureEvent.patient_id.in_(ids))):
+        s.delete(old)
+    for row in ruptures:
+        s.add(RuptureEvent(**row))
+    s.execute(update(Patient).where(Patient.id.in_(ids)).values(alerts_stale=False))
+    s.flush()
+    return added
+
+
+def alerts_of(s: Session, patient_ids: Sequence[int], open_only: bool = False) -> Sequence[Alert]:
+    """Alerts of these patients, newest session first."""
+    query = select(Alert).where(Alert.patient_id.in_(list(patient_ids)))
+    if open_only:
+        query = query.where(Alert.status != "resolved")
+    return s.scalars(query.order_by(Alert.patient_id, Alert.session.desc(), Alert.id)).all()
+
+
+def ruptures_of(s: Session, patient_ids: Sequence[int]) -> Sequence[RuptureEvent]:
+    """Rupture events of these patients, in session order."""
+    query = select(RuptureEvent).where(RuptureEvent.patient_id.in_(list(patient_ids)))
+    return s.scalars(query.order_by(RuptureEvent.patient_id, RuptureEvent.session)).all()
+
+
+def get_alert(s: Session, alert_id: int) -> Alert:
+    """The alert with this id (raises :class:`NotFound`)."""
+    alert = s.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    return alert
+
+
+def set_alert_status(s: Session, alert: Alert, user: User, status: str, note: str) -> None:
+    """Acknowledge or resolve an alert with a note."""
+    if status not in ("acknowledged", "resolved"):
+        raise ValueError("status: must be 'acknowledged' or 'resolved'")
+    if len(note) > 2000:
+        raise ValueError("note: must be at most 2000 characters")
+    if status == "resolved" and not note.strip():
+        raise ValueError("note: a note is required to resolve an alert")
+    now = utcnow()
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at, alert.acknowledged_by = now, user.id
+    if status == "resolved":
+        alert.resolved_at, alert.resolved_by = now, user.id
+    alert.status = status
+    if note.strip():
+        alert.note = (alert.note + "\n" if alert.note else "") + note.strip()
+    s.flush()

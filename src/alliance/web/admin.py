@@ -1,0 +1,168 @@
+"""Admin pages: clinic users, caseloads, patients and their instrument schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException
+from fastapi.responses import HTMLResponse, Response
+
+from alliance.instruments import list_instruments
+from alliance.store import repo
+from alliance.store.models import ROLES, User
+from alliance.web.deps import Ctx, get_ctx
+from alliance.web.security import hash_password
+
+router = APIRouter(include_in_schema=False)
+
+DEFAULT_SCHEDULE = ("wai_sr:client", "psq:patient")
+
+
+def schedule_choices() -> list[dict[str, Any]]:
+    """Every (instrument, form) an admin can schedule, with its respondent."""
+    choices = []
+    for inst in list_instruments():
+        for form in inst.forms:
+            if form.respondent == "observer":
+                continue
+            choices.append(
+                {
+                    "value": f"{inst.id}:{form.id}",
+                    "label": f"{inst.short_name} – {form.name}",
+                    "respondent": form.respondent,
+                    "scorable": form.scorable,
+                }
+            )
+    return choices
+
+
+def parse_schedule(values: list[str], every: int) -> list[repo.ScheduleSpec]:
+    """Schedule specs from ``instrument:form`` checkbox values (unknown ones rejected)."""
+    known = {c["value"]: c for c in schedule_choices()}
+    specs = []
+    for value in values:
+        if value not in known:
+            raise HTTPException(422, f"schedule: unknown instrument form {value!r}")
+        instrument_id, form_id = value.split(":", 1)
+        specs.append(
+            repo.ScheduleSpec(instrument_id, form_id, known[value]["respondent"], every)
+        )
+    return specs
+
+
+def _page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
+    user = ctx.require("admin")
+    with ctx.db.write() as s:
+        users = list(repo.list_users(s))
+        patients = list(repo.patients_for(s, user))
+        repo.audit(s, user, "read", "patient-list", detail=f"{len(patients)} patients")
+        return ctx.render(
+            "admin.html",
+            status_code=status,
+            users=users,
+            patients=patients,
+            therapists=[u for u in users if u.role == "therapist"],
+            supervisors=[u for u in users if u.role == "supervisor"],
+            roles=ROLES,
+            choices=schedule_choices(),
+            default_schedule=DEFAULT_SCHEDULE,
+            error=error,
+        )
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_home(ctx: Ctx = Depends(get_ctx)) -> Response:
+    """Users, caseloads and patients."""
+    return _page(ctx)
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+def create_user(
+    username: str = Form(""),
+    display_name: str = Form(""),
+    role: str = Form(""),
+    password: str = Form(""),
+    supervisor_id: str = Form(""),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Create a clinic user (admin, supervisor, therapist or researcher)."""
+    ctx.check_csrf(csrf_token)
+    admin = ctx.require("admin")
+    try:
+        password_hash = hash_password(password)
+        with ctx.db.write() as s:
+            supervisor = int(supervisor_id) if supervisor_id else None
+            user = repo.create_user(
+                s, username.strip(), password_hash, role, display_name.strip(), supervisor
+            )
+            repo.audit(s, admin, "create", "user", user.id, detail=f"role={role}")
+    except ValueError as exc:
+        return _page(ctx, str(exc), 422)
+    return ctx.redirect("/admin")
+
+
+@router.post("/admin/patients", response_class=HTMLResponse)
+def create_patient(
+    code: str = Form(""),
+    therapist_id: int = Form(...),
+    language: str = Form("en"),
+    schedule: list[str] = Form(default=[]),
+    every: int = Form(1),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Add a pseudonymous patient to a therapist's caseload with an instrument schedule."""
+    ctx.check_csrf(csrf_token)
+    admin = ctx.require("admin")
+    try:
+        specs = parse_schedule(schedule, every)
+        with ctx.db.write() as s:
+            therapist = s.get(User, therapist_id)
+            if therapist is None:
+                raise ValueError("therapist_id: no such user")
+            patient = repo.create_patient(s, code, therapist, specs, language.strip() or "en")
+            repo.audit(s, admin, "create", "patient", patient.id, patient_id=patient.id)
+    except ValueError as exc:
+        return _page(ctx, str(exc), 422)
+    return ctx.redirect("/admin")
+
+
+@router.post("/admin/patients/{patient_id}/schedule", response_class=HTMLResponse)
+def update_schedule(
+    patient_id: int,
+    schedule: list[str] = Form(default=[]),
+    every: int = Form(1),
+    therapist_id: int | None = Form(None),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Change a patient's instruments and schedule (and optionally their therapist)."""
+    ctx.check_csrf(csrf_token)
+    admin = ctx.require("admin")
+    try:
+        specs = parse_schedule(schedule, every)
+        with ctx.db.write() as s:
+            patient = repo.get_patient(s, patient_id)
+            repo.set_schedule(s, patient, specs)
+            if therapist_id is not None:
+                therapist = s.get(User, therapist_id)
+                if therapist is None or therapist.role != "therapist":
+                    raise ValueError("therapist_id: not a therapist")
+                patient.therapist_id = therapist.id
+            repo.audit(s, admin, "update", "schedule", patient.id, patient_id=patient.id)
+    except repo.NotFound:
+        raise HTTPException(404, "No such patient.") from None
+    except ValueError as exc:
+        return _page(ctx, str(exc), 422)
+    return ctx.redirect("/admin")
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+def audit_log(ctx: Ctx = Depends(get_ctx)) -> Response:
+    """The newest entries of the append-only audit log."""
+    admin = ctx.require("admin")
+    with ctx.db.write() as s:
+        entries = list(repo.audit_entries(s))
+        repo.audit(s, admin, "read", "audit-log")
+    return ctx.render("audit.html", entries=entries)

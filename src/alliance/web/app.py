@@ -1,0 +1,160 @@
+"""FastAPI application factory: ``create_app(database_url=None)``.
+
+Server-rendered pages (Jinja2, no JavaScript needed), the patient form at ``/f/{token}``,
+the JSON API under ``/api/v1`` (OpenAPI at ``/api/openapi.json``), static assets served
+locally and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from alliance.store import migrate
+from alliance.store.db import Database
+from alliance.web import admin, api, pages, patient, reports
+from alliance.web.deps import LoginRequired
+from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
+
+HERE = Path(__file__).parent
+log = logging.getLogger("alliance.web")
+MAX_BODY = 256 * 1024
+
+
+class SecurityMiddleware:
+    """Adds security headers, refuses oversized bodies and logs route templates only.
+
+    The log line names the route pattern (``/f/{token}``), never the concrete path, so no
+    link token or patient id reaches the logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            response = JSONResponse(
+                {"detail": f"request body: must be at most {MAX_BODY} bytes"}, status_code=413
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                existing = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in existing]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+        route = scope.get("route")
+        pattern = getattr(route, "path", "(unmatched)")
+        log.info(
+            "%s %s %s %.1fms",
+            scope.get("method"),
+            pattern,
+            status["code"],
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def create_app(
+    database_url: str | None = None,
+    secret_key: str | None = None,
+    migrate_db: bool = True,
+) -> FastAPI:
+    """Build the clinic application on a database (migrated to the newest schema)."""
+    db = Database(database_url)
+    if migrate_db:
+        migrate.upgrade(db.engine)
+    app = FastAPI(
+        title="alliance clinic",
+        version="1",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        summary="Session-by-session monitoring of the therapeutic alliance.",
+    )
+    app.state.db = db
+    app.state.signer = Signer(secret_key or load_secret_key())
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.state.chart_cache = {}
+    app.add_middleware(SecurityMiddleware)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    _add_handlers(app)
+    app.include_router(pages.router)
+    app.include_router(patient.router)
+    app.include_router(admin.router)
+    app.include_router(reports.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        """200 when the app and its database answer."""
+        try:
+            with db.read() as s:
+                s.execute(text("SELECT 1 FROM users LIMIT 1"))
+        except Exception:  # any database failure means not ready
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": db.engine.dialect.name})
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/")
+
+
+def _add_handlers(app: FastAPI) -> None:
+    templates: Jinja2Templates = app.state.templates
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, _exc: Exception) -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if not _wants_html(request):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        context: dict[str, Any] = {"status": exc.status_code, "detail": exc.detail, "user": None}
+        return templates.TemplateResponse(
+            request, "error.html", context, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "rule": e["msg"]}
+            for e in exc.errors()
+        ]
+        if not _wants_html(request):
+            return JSONResponse({"detail": problems}, status_code=422)
+        text_ = "; ".join(f"{p['field']}: {p['rule']}" for p in problems)
+        return HTMLResponse(
+            templates.get_template("error.html").render(
+                status=422, detail=text_, user=None, request=request
+            ),
+            status_code=422,
+        )

@@ -1,0 +1,240 @@
+"""Instrument forms for the web: questions to render, and validation + scoring of answers.
+
+Validation and scoring are the scoring core's (:func:`alliance.score`); this module only
+turns form fields into the one-row table the core expects and its verdict into messages.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from alliance.instruments import Instrument, get_instrument
+from alliance.instruments.schema import ResponseScale
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice of a Likert or binary item."""
+
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """One item as shown on a form."""
+
+    name: str
+    number: int
+    text: str
+    kind: str
+    options: tuple[Option, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    low_label: str = ""
+    high_label: str = ""
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class FormView:
+    """An instrument form ready for a template."""
+
+    instrument_id: str
+    form_id: str
+    title: str
+    questions: tuple[Question, ...]
+    official: bool
+    language: str
+    licence: str
+
+
+@dataclass
+class FieldIssue:
+    """A rejected answer: the field, the value and the rule it broke."""
+
+    field: str
+    value: str
+    rule: str
+
+    def message(self, questions: Mapping[str, Question]) -> str:
+        """A readable message naming the question and the rule."""
+        question = questions.get(self.field)
+        where = f"Question {question.number}" if question else self.field
+        shown = f" (you gave {self.value!r})" if self.value not in ("", "nan", "None") else ""
+        return f"{where}: {self.rule}{shown}."
+
+
+@dataclass
+class Scored:
+    """Answers and scores of one valid form."""
+
+    items: dict[str, float | None]
+    scores: dict[str, Any] = field(default_factory=dict)
+
+
+class SubmissionInvalid(ValueError):
+    """The answers broke the instrument's rules; nothing was stored."""
+
+    def __init__(self, instrument_id: str, issues: list[FieldIssue]) -> None:
+        self.instrument_id = instrument_id
+        self.issues = issues
+        text = "; ".join(f"{i.field}: {i.rule}" for i in issues)
+        super().__init__(f"{instrument_id}: {text}")
+
+
+def installed_text(instrument_id: str, language: str) -> dict[int, str] | None:
+    """Official item wordings from an installed text pack, if the text-pack reader exists."""
+    try:
+        from alliance.io import textpacks  # the lead's module; absent in early builds
+    except ImportError:
+        return None
+    result: dict[int, str] | None = textpacks.installed_text(instrument_id, language)
+    return result
+
+
+def installed_languages(instrument_id: str) -> list[str]:
+    """Languages with an installed text pack for this instrument."""
+    try:
+        from alliance.io import textpacks
+    except ImportError:
+        return []
+    return list(textpacks.installed_languages(instrument_id))
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _options(scale: ResponseScale) -> tuple[Option, ...]:
+    labels = {a.value: a.descriptor for a in scale.anchors}
+    step = scale.step or 1.0
+    count = round((scale.max - scale.min) / step) + 1
+    values = [scale.min + k * step for k in range(count)]
+    return tuple(
+        Option(_fmt(v), f"{_fmt(v)} – {labels[v]}" if v in labels else _fmt(v)) for v in values
+    )
+
+
+def _question(inst: Instrument, number: int, text: str) -> Question:
+    item = inst.items[number - 1]
+    scale = inst.item_scale(number)
+    condition = ""
+    if item.asked_if:
+        cond_scale = inst.item_scale(item.asked_if.item)
+        labels = {a.value: a.descriptor for a in cond_scale.anchors}
+        shown = labels.get(item.asked_if.equals, _fmt(item.asked_if.equals))
+        condition = f"Answer only if your answer to question {item.asked_if.item} was “{shown}”."
+    name = f"{inst.id}_{number}"
+    if scale.kind == "vas":
+        ends = {a.value: a.descriptor for a in scale.anchors}
+        return Question(
+            name,
+            number,
+            text,
+            "vas",
+            low=scale.min,
+            high=scale.max,
+            low_label=ends.get(scale.min, ""),
+            high_label=ends.get(scale.max, ""),
+            condition=condition,
+        )
+    return Question(name, number, text, "choice", options=_options(scale), condition=condition)
+
+
+def build_form(instrument_id: str, form_id: str, language: str = "en") -> FormView:
+    """The questions of one instrument form, in the official wording where installed."""
+    inst = get_instrument(instrument_id)
+    form = inst.get_form(form_id)
+    official = installed_text(instrument_id, language)
+    questions = tuple(
+        _question(inst, item.number, (official or {}).get(item.number) or item.descriptor)
+        for item in inst.items
+    )
+    return FormView(
+        instrument_id=inst.id,
+        form_id=form.id,
+        title=f"{inst.short_name} – {form.name}",
+        questions=questions,
+        official=bool(official),
+        language=language,
+        licence=inst.licence,
+    )
+
+
+def _answer_table(inst: Instrument, data: Mapping[str, str]) -> pd.DataFrame:
+    """One-row table of the raw answers; answers to questions the form said to skip
+    (their filter question has another answer) are dropped, as the form instructed."""
+    row: dict[str, object] = {}
+    for column in inst.item_columns:
+        raw = str(data.get(column) or "").strip()
+        row[column] = raw if raw else None
+    for item in inst.items:
+        if item.asked_if:
+            filter_raw = row[f"{inst.id}_{item.asked_if.item}"]
+            if _clean(filter_raw) != item.asked_if.equals:
+                row[f"{inst.id}_{item.number}"] = None
+    return pd.DataFrame([row], dtype=object)
+
+
+def _clean(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def score_answers(instrument_id: str, form_id: str, data: Mapping[str, str]) -> Scored:
+    """Validate and score one submitted form with the scoring core.
+
+    Raises :class:`SubmissionInvalid` naming every rejected field and rule.
+    """
+    from alliance.scoring import ScoringInputError, score
+    from alliance.scoring.keys import compile_key
+    from alliance.scoring.validate import check_answers
+
+    inst = get_instrument(instrument_id)
+    table = _answer_table(inst, data)
+    if not inst.get_form(form_id).scorable:
+        checked = check_answers(table, compile_key(inst))
+        if len(checked.issues):
+            raise SubmissionInvalid(instrument_id, _issues(checked.issues))
+        return Scored(items=_items(inst, table))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = score(table, inst.id, form=form_id, errors="raise")
+    except ScoringInputError as exc:
+        raise SubmissionInvalid(instrument_id, _issues(exc.issues)) from None
+    scores = {c: _value(result[c].iloc[0]) for c in result.columns if c.startswith(inst.id + "_")}
+    return Scored(items=_items(inst, table), scores=scores)
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    return _clean(value)
+
+
+def _items(inst: Instrument, table: pd.DataFrame) -> dict[str, float | None]:
+    return {c: _clean(table[c].iloc[0]) for c in inst.item_columns}
+
+
+def _issues(issues: pd.DataFrame) -> list[FieldIssue]:
+    return [
+        FieldIssue(str(r.column), "" if r.value is None else str(r.value), str(r.rule))
+        for r in issues.itertuples(index=False)
+    ]
+
+
+def score_names(instrument_id: str) -> dict[str, str]:
+    """Score column -> label, for tables and charts."""
+    inst = get_instrument(instrument_id)
+    return {f"{inst.id}_{s.id}": s.label for s in inst.scorable_scores}

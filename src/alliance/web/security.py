@@ -1,0 +1,128 @@
+"""Authentication and request security: argon2 passwords, signed session cookies, CSRF,
+login rate limiting, security headers and bearer tokens.
+
+The web tier keeps no server-side session state: the session cookie is signed with
+itsdangerous and carries the user id and a random nonce; the CSRF token of every form is an
+HMAC of that nonce, so any worker can check it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from alliance.store.db import alliance_home
+
+SESSION_COOKIE = "alliance_session"
+SESSION_MAX_AGE = 8 * 3600
+LOGIN_WINDOW_MINUTES = 15
+LOGIN_MAX_FAILURES = 5
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password (rules: at least 8 characters)."""
+    if len(password) < 8:
+        raise ValueError("password: must be at least 8 characters")
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether the password matches the argon2 hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(8))
+
+
+def burn_verify_time(password: str) -> None:
+    """Spend the time of one verification (same timing for unknown users)."""
+    verify_password(_DUMMY_HASH, password)
+
+
+def load_secret_key() -> str:
+    """``ALLIANCE_SECRET_KEY``, else a key kept in ``$ALLIANCE_HOME/secret_key`` (0600)."""
+    env = os.environ.get("ALLIANCE_SECRET_KEY")
+    if env:
+        return env
+    path: Path = alliance_home() / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """What the signed session cookie carries."""
+
+    user_id: int | None
+    nonce: str
+
+
+class Signer:
+    """Signs session cookies and derives CSRF tokens from one secret key."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = secret_key.encode("utf-8")
+        self._cookies = URLSafeTimedSerializer(secret_key, salt="alliance-session")
+
+    def dump_session(self, data: SessionData) -> str:
+        """Serialise and sign a session."""
+        return self._cookies.dumps({"u": data.user_id, "n": data.nonce})
+
+    def load_session(self, cookie: str | None) -> SessionData | None:
+        """The session in a cookie, or None when missing, forged or older than 8 hours."""
+        if not cookie:
+            return None
+        try:
+            raw = self._cookies.loads(cookie, max_age=SESSION_MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("n"), str):
+            return None
+        user_id = raw.get("u")
+        return SessionData(user_id if isinstance(user_id, int) else None, raw["n"])
+
+    def csrf_token(self, nonce: str) -> str:
+        """The CSRF token for forms of the session (or patient link) with this nonce."""
+        return hmac.new(self._key, b"csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, nonce: str | None, token: str | None) -> bool:
+        """Constant-time check of a submitted CSRF token."""
+        if not nonce or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(nonce), token)
+
+
+def new_nonce() -> str:
+    """A fresh random session nonce."""
+    return secrets.token_urlsafe(16)
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
