@@ -196,9 +196,12 @@ class Instrument(_Strict):
             missing_sources = set(score.sources) - cited
             if missing_sources:
                 raise ValueError(f"score {score.id} cites unknown {sorted(missing_sources)}")
-        for ref in [*self.cutoffs, *self.norms]:
-            if ref.score not in score_ids:
-                raise ValueError(f"{type(ref).__name__} names unknown score {ref.score!r}")
+        referenced = [("cutoff", c.score) for c in self.cutoffs] + [
+            ("norm", n.score) for n in self.norms
+        ]
+        for kind, ref in referenced:
+            if ref not in score_ids:
+                raise ValueError(f"{kind} names unknown score {ref!r}")
         form_ids = [f.id for f in self.forms]
         if len(set(form_ids)) != len(form_ids) or not form_ids:
             raise ValueError("forms must be a non-empty list of unique ids")

@@ -32,6 +32,7 @@ from alliance.scoring.validate import (
 Metric = Literal["mean", "sum"]
 ErrorMode = Literal["raise", "flag"]
 OK = "ok"
+ROUNDING = 12
 StringArray = npt.NDArray[Any]
 
 
@@ -130,7 +131,9 @@ def _compute(
         scores, computed, missing = _compute_with_gaps(checked, key, metric)
     if key.derived:
         scores, computed = _derived_totals(scores, computed, key, metric)
-    return scores, computed, missing
+    # The summation order inside a matrix product depends on the batch's shape; rounding to
+    # 12 decimals makes every partition of the rows give bit-identical scores.
+    return np.round(scores, ROUNDING), computed, missing
 
 
 def _compute_with_gaps(
@@ -148,9 +151,10 @@ def _compute_with_gaps(
     missing = expected - counts
     with np.errstate(invalid="ignore", divide="ignore"):
         means = sums / counts
-    computed = (missing <= key.max_missing) & (counts > 0)
+    computed: BoolArrayLike = np.asarray((missing <= key.max_missing) & (counts > 0))
     if checked.invalid.any():
-        computed &= ~checked.invalid.any(axis=1)[:, None]
+        valid_rows: BoolArrayLike = ~np.any(checked.invalid, axis=1, keepdims=False)
+        computed &= valid_rows[:, None]
     scores = means * key.n_items if metric == "sum" else means
     return np.where(computed, scores, np.nan), computed, missing
 
@@ -200,10 +204,10 @@ def _status(
     """
     n = computed.shape[0]
     if checked.complete:
-        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[OK])
+        return _categorical(np.zeros(n, dtype=np.int8), [OK])
     problem = ~computed & ~_not_applicable(key, checked)
     invalid_rows = checked.invalid.any(axis=1)
-    text = np.full(n, "", dtype=StringDType())
+    text: StringArray = np.full(n, "", dtype=StringDType())
     if invalid_rows.any():
         text = _invalid_reasons(text, checked.issues)
     direct = len(key.score_ids) - len(key.derived)
@@ -220,7 +224,11 @@ def _status(
         text[rows] = _join(text[rows], reason)
     text[strings.str_len(text) == 0] = OK
     codes, messages = pd.factorize(text.astype(object))
-    return pd.Categorical.from_codes(codes, categories=messages)
+    return _categorical(codes, list(messages))
+
+
+def _categorical(codes: npt.NDArray[np.integer[Any]], categories: list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
 
 
 def _invalid_reasons(text: StringArray, issues: pd.DataFrame) -> StringArray:

@@ -98,8 +98,8 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
     if not_asked is not None:
         answered_anyway = not_asked & ~np.isnan(values)
         if answered_anyway.any():
-            for j in np.flatnonzero(answered_anyway.any(axis=0)):
-                rules[int(j)].append((answered_anyway[:, j], "answered although not asked"))
+            for index in np.flatnonzero(answered_anyway.any(axis=0)).tolist():
+                rules[index].append((answered_anyway[:, index], "answered although not asked"))
             invalid |= answered_anyway
     issues = _issue_table(frame, key, invalid, rules) if invalid.any() else _no_issues()
     if not complete and invalid.any():

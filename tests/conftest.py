@@ -1,0 +1,21 @@
+"""Shared test fixtures: an isolated alliance home for every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alliance import instruments
+
+
+@pytest.fixture(autouse=True)
+def alliance_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Installed keys and text packs go to a fresh folder; overrides are dropped after."""
+    home = tmp_path / "alliance-home"
+    monkeypatch.setenv("ALLIANCE_HOME", str(home))
+    before = dict(instruments._overrides)
+    yield home
+    instruments._overrides.clear()
+    instruments._overrides.update(before)
