@@ -1,8 +1,8 @@
 """An instrument's key compiled to arrays, the form the vectorised scorer works on.
 
-Reverse keys are folded into a signed weight matrix: for a reversed item the scored value is
-``(min + max) - x``, so a score's sum is ``X @ signed + answered @ offset``. Both are matrix
-products, which is what keeps scoring within a small factor of a bare matrix product.
+Reverse-keyed columns are mirrored in place (``(min + max) - x``); a 0/1 membership matrix
+then gives every score's sum in one matrix product, which keeps scoring within a small
+factor of a bare matrix product.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ class CompiledKey:
     high: FloatArray  # (p,)
     step: FloatArray  # (p,), NaN for continuous items
     membership: FloatArray  # (p, s) 0/1
-    signed: FloatArray  # (p, s) +1 / -1 (reversed) where member
-    offset: FloatArray  # (p, s) min + max where reversed member, else 0
+    member_columns: tuple[list[int], ...]  # per score, its item column indices
+    reversed_columns: tuple[int, ...]
     n_items: FloatArray  # (s,)
     max_missing: FloatArray  # (s,)
     score_ids: tuple[str, ...]
@@ -74,9 +74,6 @@ def _compile(inst: Instrument) -> CompiledKey:
     membership = np.zeros((p, s))
     for j, score in enumerate(direct):
         membership[[n - 1 for n in inst.score_items(score.id)], j] = 1.0
-    reverse = np.array([item.reverse for item in inst.items], dtype=bool)
-    signed = membership * np.where(reverse, -1.0, 1.0)[:, None]
-    offset = membership * np.where(reverse, low + high, 0.0)[:, None]
     n_items = membership.sum(axis=0)
     max_missing = np.floor(n_items * inst.missing.max_missing_fraction + 1e-9)
     derived = tuple(
@@ -95,8 +92,8 @@ def _compile(inst: Instrument) -> CompiledKey:
         high=high,
         step=step,
         membership=membership,
-        signed=signed,
-        offset=offset,
+        member_columns=tuple(np.flatnonzero(membership[:, j]).tolist() for j in range(s)),
+        reversed_columns=tuple(i for i, item in enumerate(inst.items) if item.reverse),
         n_items=n_items,
         max_missing=max_missing,
         score_ids=ids,

@@ -19,7 +19,7 @@ from numpy import strings
 from numpy.dtypes import StringDType
 
 from alliance.instruments import Instrument, get_instrument, list_instruments
-from alliance.scoring.keys import BoolArrayLike, CompiledKey, FloatArray, compile_key
+from alliance.scoring.keys import BoolArrayLike, CompiledKey, FloatArray, IntArray, compile_key
 from alliance.scoring.validate import (
     CheckedAnswers,
     ScoringError,
@@ -119,44 +119,59 @@ def _resolve_key(
 def _compute(
     checked: CheckedAnswers, key: CompiledKey, metric: Metric
 ) -> tuple[FloatArray, BoolArrayLike, FloatArray]:
-    """Score matrix (n, s), which cells were computed, and missing-item counts."""
+    """Score matrix (n, s), which cells were computed, and missing-item counts.
+
+    Works in place on ``checked.values`` (a matrix this call owns): reverse-keyed columns are
+    mirrored, then one matrix product scores every complete row; the few rows with gaps are
+    scored again from their answered items.
+    """
     x = checked.values
-    if checked.complete:
-        sums = x @ key.signed
-        sums += key.offset.sum(axis=0)
-        scores = sums * (1.0 / key.n_items) if metric == "mean" else sums
-        computed = np.ones(sums.shape, dtype=bool)
-        missing = np.zeros(sums.shape)
-    else:
-        scores, computed, missing = _compute_with_gaps(checked, key, metric)
+    for j in key.reversed_columns:
+        np.subtract(key.low[j] + key.high[j], x[:, j], out=x[:, j])
+    scores = x @ (key.membership / key.n_items if metric == "mean" else key.membership)
+    computed: BoolArrayLike = np.ones(scores.shape, dtype=bool)
+    missing = np.zeros(scores.shape)
+    if not checked.complete:
+        rows = np.flatnonzero(checked.gap_rows)
+        not_asked = None if checked.not_asked is None else checked.not_asked[rows]
+        part = _score_with_gaps(x[rows], checked.invalid[rows], not_asked, key, metric)
+        scores[rows], computed[rows], missing[rows] = part
     if key.derived:
         scores, computed = _derived_totals(scores, computed, key, metric)
     # The summation order inside a matrix product depends on the batch's shape; rounding to
     # 12 decimals makes every partition of the rows give bit-identical scores.
-    return np.round(scores, ROUNDING), computed, missing
+    return np.round(scores, ROUNDING, out=scores), computed, missing
 
 
-def _compute_with_gaps(
-    checked: CheckedAnswers, key: CompiledKey, metric: Metric
+def _score_with_gaps(
+    x: FloatArray,
+    invalid: BoolArrayLike,
+    not_asked: BoolArrayLike | None,
+    key: CompiledKey,
+    metric: Metric,
 ) -> tuple[FloatArray, BoolArrayLike, FloatArray]:
-    """Scores from the answered items where some are missing, invalid or not asked."""
-    x = checked.values
-    answered = ~np.isnan(x)
-    answered_f = answered.astype(np.float64)
-    sums = np.where(answered, x, 0.0) @ key.signed + answered_f @ key.offset
-    counts = answered_f @ key.membership
-    expected = key.n_items
-    if checked.not_asked is not None:
-        expected = expected - checked.not_asked.astype(np.float64) @ key.membership
-    missing = expected - counts
+    """Scores of rows with unanswered, invalid or not-asked items, from the answered ones."""
+    gaps = np.isnan(x)
+    x[gaps] = 0.0
+    unanswered = _count_per_score(gaps, key)
+    answered = key.n_items - unanswered
+    missing = unanswered
+    if not_asked is not None:
+        missing = unanswered - _count_per_score(not_asked, key)
+    computed: BoolArrayLike = np.asarray((missing <= key.max_missing) & (answered > 0))
+    computed &= ~np.any(invalid, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts
-    computed: BoolArrayLike = np.asarray((missing <= key.max_missing) & (counts > 0))
-    if checked.invalid.any():
-        valid_rows: BoolArrayLike = ~np.any(checked.invalid, axis=1, keepdims=False)
-        computed &= valid_rows[:, None]
+        means = (x @ key.membership) / answered
     scores = means * key.n_items if metric == "sum" else means
     return np.where(computed, scores, np.nan), computed, missing
+
+
+def _count_per_score(cells: BoolArrayLike, key: CompiledKey) -> FloatArray:
+    """For each row and score, how many of the score's items are flagged in ``cells``."""
+    counts = np.empty((cells.shape[0], len(key.member_columns)))
+    for j, columns in enumerate(key.member_columns):
+        counts[:, j] = np.count_nonzero(cells[:, columns], axis=1)
+    return counts
 
 
 def _derived_totals(
@@ -198,21 +213,27 @@ def _assemble(
 def _status(
     key: CompiledKey, computed: BoolArrayLike, missing: FloatArray, checked: CheckedAnswers
 ) -> pd.Categorical:
-    """'ok', or per row why its scores were not computed (vectorised string building).
+    """'ok', or per row why its scores were not computed.
 
-    A categorical column: one code per row, each distinct message stored once.
+    A categorical column: one code per row, each distinct message stored once. Messages are
+    built with vectorised string operations over the problem rows only.
     """
     n = computed.shape[0]
+    codes = np.zeros(n, dtype=np.int32)
     if checked.complete:
-        return _categorical(np.zeros(n, dtype=np.int8), [OK])
+        return _categorical(codes, [OK])
     problem = ~computed & ~_not_applicable(key, checked)
-    invalid_rows = checked.invalid.any(axis=1)
-    text: StringArray = np.full(n, "", dtype=StringDType())
+    invalid_rows = np.any(checked.invalid, axis=1)
+    bad = np.flatnonzero(problem.any(axis=1) | invalid_rows)
+    if bad.size == 0:
+        return _categorical(codes, [OK])
+    text: StringArray = np.full(bad.size, "", dtype=StringDType())
     if invalid_rows.any():
-        text = _invalid_reasons(text, checked.issues)
+        _add_invalid_reasons(text, bad, checked.issues)
+    problem, missing, plain = problem[bad], missing[bad], ~invalid_rows[bad]
     direct = len(key.score_ids) - len(key.derived)
     for j, score_id in enumerate(key.score_ids):
-        rows = problem[:, j] & ~invalid_rows
+        rows = problem[:, j] & plain
         if not rows.any():
             continue
         if j >= direct:
@@ -222,18 +243,18 @@ def _status(
             tail = f" of {int(key.n_items[j])} items missing (at most {int(key.max_missing[j])})"
             reason = strings.add(strings.add(f"{score_id}: ", counts), tail)
         text[rows] = _join(text[rows], reason)
-    text[strings.str_len(text) == 0] = OK
-    codes, messages = pd.factorize(text.astype(object))
-    return _categorical(codes, list(messages))
+    found, messages = pd.factorize(text.astype(object))
+    codes[bad] = found + 1
+    return _categorical(codes, [OK, *messages])
 
 
 def _categorical(codes: npt.NDArray[np.integer[Any]], categories: list[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
 
 
-def _invalid_reasons(text: StringArray, issues: pd.DataFrame) -> StringArray:
-    """'not scored: col=value rule; ...' for each row with invalid answers."""
-    positions = issues["position"].to_numpy()
+def _add_invalid_reasons(text: StringArray, bad: IntArray, issues: pd.DataFrame) -> None:
+    """Write 'not scored: col=value rule; ...' for each row with invalid answers."""
+    rows = np.searchsorted(bad, issues["position"].to_numpy())
     pieces = strings.add(
         strings.add(issues["column"].to_numpy().astype(StringDType()), "="),
         strings.add(
@@ -244,10 +265,8 @@ def _invalid_reasons(text: StringArray, issues: pd.DataFrame) -> StringArray:
     rank = issues.groupby("position").cumcount().to_numpy()
     for k in range(int(rank.max()) + 1):
         at = rank == k
-        rows = positions[at]
         prefix = "not scored: " if k == 0 else "; "
-        text[rows] = strings.add(strings.add(text[rows], prefix), pieces[at])
-    return text
+        text[rows[at]] = strings.add(strings.add(text[rows[at]], prefix), pieces[at])
 
 
 def _join(existing: StringArray, reason: StringArray) -> StringArray:
@@ -260,8 +279,7 @@ def _not_applicable(key: CompiledKey, checked: CheckedAnswers) -> BoolArrayLike:
     n, s = checked.values.shape[0], len(key.score_ids)
     if checked.not_asked is None:
         return np.zeros((n, s), dtype=bool)
-    skipped = checked.not_asked.astype(np.float64) @ key.membership
-    direct = skipped >= key.n_items
+    direct = _count_per_score(checked.not_asked, key) >= key.n_items
     extra = np.zeros((n, len(key.derived)), dtype=bool)
     return np.column_stack([direct, extra])
 

@@ -74,9 +74,14 @@ class CheckedAnswers:
 
     values: FloatArray  # (n, p), Fortran order, NaN where unanswered or invalid
     invalid: BoolArray  # (n, p)
-    complete: bool  # every cell answered and valid, no skip logic (the fast case)
+    gap_rows: BoolArray  # (n,) rows with any unanswered, invalid or not-asked cell
     not_asked: BoolArray | None  # (n, p) skipped by design (asked_if), or None
     issues: pd.DataFrame  # row, column, value, rule for every invalid cell
+
+    @property
+    def complete(self) -> bool:
+        """Every cell answered and valid (the fast case)."""
+        return not self.gap_rows.any()
 
 
 def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
@@ -85,12 +90,10 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
     # Fortran order: each item column is one contiguous run, written and checked in place.
     values = np.empty((n, p), dtype=np.float64, order="F")
     invalid = np.zeros((n, p), dtype=bool, order="F")
+    gap_rows = np.zeros(n, dtype=bool)
     rules: dict[int, list[tuple[BoolArray, str]]] = {}
-    complete = True
     for j, column in enumerate(key.columns):
-        numeric, problems, has_gaps = _column_checks(frame[column], key, j)
-        values[:, j] = numeric
-        complete = complete and not has_gaps and not problems
+        problems = _column_checks(frame[column], values[:, j], gap_rows, key, j)
         for mask, _rule in problems:
             invalid[:, j] |= mask
         rules[j] = problems
@@ -101,17 +104,19 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
             for index in np.flatnonzero(answered_anyway.any(axis=0)).tolist():
                 rules[index].append((answered_anyway[:, index], "answered although not asked"))
             invalid |= answered_anyway
-    issues = _issue_table(frame, key, invalid, rules) if invalid.any() else _no_issues()
-    if not complete and invalid.any():
+        gap_rows |= not_asked.any(axis=1)
+    issues = _no_issues()
+    if any(rules.values()) and invalid.any():
+        issues = _issue_table(frame, key, invalid, rules)
         values[invalid] = np.nan
-    complete = complete and not_asked is None
-    return CheckedAnswers(values, invalid, complete, not_asked, issues)
+        gap_rows |= invalid.any(axis=1)
+    return CheckedAnswers(values, invalid, gap_rows, not_asked, issues)
 
 
 def _column_checks(
-    raw: pd.Series, key: CompiledKey, j: int
-) -> tuple[FloatArray, list[tuple[BoolArray, str]], bool]:
-    """Float values of one item column, the (mask, rule) pairs it breaks, and any gaps."""
+    raw: pd.Series, out: FloatArray, gap_rows: BoolArray, key: CompiledKey, j: int
+) -> list[tuple[BoolArray, str]]:
+    """Write one item column into ``out`` as floats, mark its gaps, return broken rules."""
     problems: list[tuple[BoolArray, str]] = []
     low, high, step = key.low[j], key.high[j], key.step[j]
     if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
@@ -120,19 +125,26 @@ def _column_checks(
         if not_number.any():
             problems.append((not_number, "not a number"))
         raw = coerced
-    has_gaps = bool(raw.hasnans)
-    integer_typed = pd.api.types.is_integer_dtype(raw.dtype) and not has_gaps
-    numeric = raw.to_numpy(dtype=np.float64, na_value=np.nan)
-    outside = (numeric < low) | (numeric > high)
+    integer_typed = pd.api.types.is_integer_dtype(raw.dtype)
+    out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    gaps = np.zeros(0, dtype=bool) if integer_typed else np.isnan(out)
+    if gaps.size:
+        gap_rows |= gaps
+    outside = (out < low) | (out > high)  # NaN compares False: gaps pass
     if outside.any():
         problems.append((outside, f"outside the scale {_fmt(low)}..{_fmt(high)}"))
     if not np.isnan(step) and not (integer_typed and step == 1 and float(low).is_integer()):
-        steps = (numeric - low) / step
-        off_grid = np.abs(steps - np.round(steps)) > 1e-9
+        if step == 1 and float(low).is_integer():
+            off_grid = np.rint(out) != out
+            if gaps.size:
+                off_grid &= ~gaps
+        else:
+            steps = (out - low) / step
+            off_grid = np.abs(steps - np.rint(steps)) > 1e-9
         if off_grid.any():
             rule = "not a whole number" if step == 1 else f"not a multiple of {_fmt(step)}"
             problems.append((off_grid & ~outside, rule))
-    return numeric, problems, has_gaps
+    return problems
 
 
 def _skip_logic(values: FloatArray, invalid: BoolArray, key: CompiledKey) -> BoolArray | None:
