@@ -142,3 +142,28 @@ def test_large_csv_is_scored_in_chunks_with_the_same_result(
     for i in reversed_items:
         keyed[f"haq2_{i}"] = 7 - keyed[f"haq2_{i}"]
     np.testing.assert_allclose(scored.haq2_total, keyed.mean(axis=1), rtol=1e-12)
+
+
+def test_chunked_scoring_reports_errors_from_every_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    from alliance.cli import score as score_cli
+
+    monkeypatch.setattr(score_cli, "CHUNK_ROWS", 2)
+    table = pd.DataFrame({f"srs_{i}": [5.0] * 5 for i in range(1, 5)})
+    table.loc[0, "srs_1"] = 11  # first chunk
+    table.loc[4, "srs_3"] = -1  # third chunk
+    path = tmp_path / "srs.csv"
+    table.to_csv(path, index=False)
+    options = {"instrument": None, "form": None, "metric": None, "errors": "raise", "columns": None}
+    with pytest.raises(typer.Exit) as stopped:
+        score_cli._score_in_chunks(path, options)
+    assert stopped.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "row 1, column srs_1: value 11.0: outside the scale 0..10" in err
+    assert "row 5, column srs_3: value -1.0: outside the scale 0..10" in err
+    flagged = score_cli._score_in_chunks(path, {**options, "errors": "flag"})
+    assert flagged.srs_total.isna().tolist() == [True, False, False, False, True]
+    assert flagged.srs_total.iloc[1] == 20.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
@@ -75,9 +75,16 @@ def score_command(
     with user_errors():
         load_user_instruments()
     mapping = parse_column_map(column_map)
+    options: dict[str, Any] = {
+        "instrument": instrument,
+        "form": form,
+        "metric": metric,
+        "errors": errors,
+        "columns": mapping,
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnverifiedKeyWarning)
-        scored = _score_file(input, instrument, form, metric, errors, mapping)
+        scored = _score_file(input, options)
     for message in {str(w.message) for w in caught if issubclass(w.category, UnverifiedKeyWarning)}:
         warn(message)
     status_column = scored.columns[-1]
@@ -90,37 +97,25 @@ def score_command(
 score_command.__doc__ = (score_command.__doc__ or "") + "\n" + EXAMPLES
 
 
-def _score_file(
-    path: Path,
-    instrument: str | None,
-    form: str | None,
-    metric: Literal["mean", "sum"] | None,
-    errors: Literal["raise", "flag"],
-    mapping: dict[str, str] | None,
-) -> pd.DataFrame:
+def _score_file(path: Path, options: dict[str, Any]) -> pd.DataFrame:
+    """Score a whole file; ``options`` are keyword arguments of :func:`alliance.score`."""
     with user_errors():
         kind = input_kind(path)
     if kind in ("csv", "tsv") and path.is_file() and path.stat().st_size > PROGRESS_BYTES:
-        return _score_in_chunks(path, instrument, form, metric, errors, mapping)
+        return _score_in_chunks(path, options)
     frame = read_input(path)
     with user_errors():
-        return score(frame, instrument, form=form, metric=metric, errors=errors, columns=mapping)
+        return score(frame, **options)
 
 
-def _score_in_chunks(
-    path: Path,
-    instrument: str | None,
-    form: str | None,
-    metric: Literal["mean", "sum"] | None,
-    errors: Literal["raise", "flag"],
-    mapping: dict[str, str] | None,
-) -> pd.DataFrame:
+def _score_in_chunks(path: Path, options: dict[str, Any]) -> pd.DataFrame:
     """Score a large CSV chunk by chunk (rows are independent), showing progress.
 
     With ``errors="raise"`` every chunk is still checked, so the one error message lists the
     invalid answers of the whole file.
     """
     total = _count_rows(path)
+    instrument_id = ""
     parts: list[pd.DataFrame] = []
     issues: list[pd.DataFrame] = []
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -130,15 +125,14 @@ def _score_in_chunks(
         for chunk in read_csv_chunks(path, CHUNK_ROWS):
             chunk.index = pd.RangeIndex(start, start + len(chunk))
             start += len(chunk)
-            mode: Literal["raise", "flag"] = "flag" if errors == "flag" else "raise"
             try:
-                parts.append(score(chunk, instrument, form, metric, mode, mapping))
+                parts.append(score(chunk, **options))
             except ScoringInputError as exc:
-                instrument = instrument or exc.instrument_id
+                instrument_id = exc.instrument_id
                 issues.append(exc.issues)
             progress.advance(task, len(chunk))
     if issues:
-        fail(describe_issues(str(instrument), pd.concat(issues, ignore_index=True)))
+        fail(describe_issues(instrument_id, pd.concat(issues, ignore_index=True)))
     if not parts:
         fail(f"{path}: no rows to score")
     return pd.concat(parts)
