@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +55,28 @@ class Series:
     def n_patients(self) -> int:
         return int(self.starts.size)
 
+    @cached_property
+    def sd(self) -> FloatArray:
+        """Per-patient sample SD of the scores (computed once, reused by every method)."""
+        return self.group_sd(self.x)
+
+    @cached_property
+    def drop_in_sd(self) -> FloatArray:
+        """Fall from the previous scored session in units of the patient's SD.
+
+        NaN on first rows and for patients with fewer than 3 scores or no variation.
+        """
+        out = np.empty(self.x.size)
+        if self.x.size == 0:
+            return out
+        usable = (self.sizes >= 3) & (self.sd > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            inverse = np.where(usable, 1.0 / self.sd, np.nan)
+        np.subtract(self.x[:-1], self.x[1:], out=out[1:])
+        out *= inverse[self.code]
+        out[self.starts] = np.nan  # the first session has nothing to fall from
+        return out
+
     def first_in_group(self) -> npt.NDArray[np.bool_]:
         """True on the first row of each patient."""
         first = np.zeros(self.x.size, dtype=bool)
@@ -73,7 +96,8 @@ class Series:
         """Sample SD (ddof = 1) within each block; NaN for blocks of one row."""
         mean = self.group_mean(values)
         dev = values - mean[self.code]
-        ss = self.group_sum(dev * dev)
+        dev *= dev
+        ss = self.group_sum(dev)
         with np.errstate(invalid="ignore", divide="ignore"):
             sd = np.sqrt(ss / (self.sizes - 1))
         sd[self.sizes < 2] = np.nan
@@ -92,16 +116,27 @@ class Series:
         out[by:] = np.where(same, values[:-by], np.nan)
         return out
 
+    @cached_property
+    def position(self) -> IntArray:
+        """Index of each row within its patient's block (0 on first rows)."""
+        pos = np.arange(self.x.size, dtype=np.int64)
+        pos -= self.starts[self.code]
+        return pos
+
+    @cached_property
+    def last_row(self) -> IntArray:
+        """Row index of each patient's last scored session."""
+        return self.starts + self.sizes - 1
+
     def expanding_mean_before(self, values: FloatArray) -> FloatArray:
         """Mean of all earlier observed values of the same patient (NaN on first rows)."""
-        csum = np.cumsum(values)
-        before = csum - values
-        offset = np.repeat(before[self.starts], self.sizes)
-        count = np.arange(values.size) - np.repeat(self.starts, self.sizes)
+        before = np.cumsum(values)
+        before -= values
+        before -= before[self.starts][self.code]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = (before - offset) / count
-        mean[count == 0] = np.nan
-        return np.asarray(mean, dtype=np.float64)
+            before /= self.position
+        before[self.starts] = np.nan
+        return before
 
 
 def require_columns(table: pd.DataFrame, columns: list[str]) -> None:
@@ -113,7 +148,10 @@ def require_columns(table: pd.DataFrame, columns: list[str]) -> None:
 
 
 def _numeric(table: pd.DataFrame, column: str) -> FloatArray:
-    values = pd.to_numeric(table[column], errors="coerce")
+    col = table[column]
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    values = pd.to_numeric(col, errors="coerce")
     bad = values.isna() & table[column].notna()
     if bad.any():
         first = table.loc[bad, column].iloc[0]
@@ -122,6 +160,9 @@ def _numeric(table: pd.DataFrame, column: str) -> FloatArray:
 
 
 def _sessions(table: pd.DataFrame, column: str) -> IntArray:
+    col = table[column]
+    if pd.api.types.is_integer_dtype(col.dtype) and isinstance(col.dtype, np.dtype):
+        return np.asarray(col.to_numpy(dtype=np.int64))
     values = _numeric(table, column)
     if np.isnan(values).any():
         raise DynamicsInputError(f"column {column!r} has missing session numbers")
@@ -131,6 +172,13 @@ def _sessions(table: pd.DataFrame, column: str) -> IntArray:
 
 
 def _factorize(ids: pd.Series) -> tuple[IntArray, np.ndarray]:
+    if pd.api.types.is_integer_dtype(ids.dtype) and isinstance(ids.dtype, np.dtype):
+        raw = ids.to_numpy()
+        if raw.size and np.all(raw[1:] >= raw[:-1]):  # sorted integer ids: no hashing needed
+            change = np.flatnonzero(raw[1:] != raw[:-1]) + 1
+            codes = np.zeros(raw.size, dtype=np.int64)
+            codes[change] = 1
+            return np.cumsum(codes), raw[np.concatenate(([0], change))]
     if ids.isna().any():
         raise DynamicsInputError("column 'patient_id' has missing values")
     codes, uniques = pd.factorize(ids, sort=False)
@@ -157,9 +205,10 @@ def prepare_series(
     rows = np.arange(len(table), dtype=np.int64)
     if not keep_missing:
         keep = ~np.isnan(x_all)
-        rows, x_all, sess_all, code_all = rows[keep], x_all[keep], sess_all[keep], code_all[keep]
-    ordered = _is_sorted(code_all, sess_all)
-    if not ordered:
+        if not keep.all():
+            rows, x_all, sess_all = rows[keep], x_all[keep], sess_all[keep]
+            code_all = code_all[keep]
+    if not _is_sorted(code_all, sess_all):
         order = np.lexsort((sess_all, code_all))
         rows, x_all, sess_all, code_all = (
             rows[order],
@@ -167,15 +216,20 @@ def prepare_series(
             sess_all[order],
             code_all[order],
         )
-    _check_unique(code_all, sess_all, table, rows, patient, session)
+        _check_unique(code_all, sess_all, table, rows, patient, session)
     return _assemble(code_all, uniques, sess_all, x_all, rows)
 
 
 def _is_sorted(code: IntArray, sess: IntArray) -> bool:
+    """Sorted by patient block, then strictly by session (so also free of duplicates)."""
     if code.size < 2:
         return True
-    dc = np.diff(code)
-    return bool(np.all((dc > 0) | ((dc == 0) & (np.diff(sess) > 0))))
+    step = code[1:] - code[:-1]
+    if step.min() < 0:
+        return False
+    later = sess[1:] > sess[:-1]
+    later |= step > 0
+    return bool(later.all())
 
 
 def _check_unique(
@@ -203,9 +257,12 @@ def _assemble(
     if code.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Series(uniques[:0], empty, empty, np.zeros(0), empty, empty, empty)
-    boundary = np.flatnonzero(np.diff(code) != 0) + 1
+    change = code[1:] != code[:-1]
+    boundary = np.flatnonzero(change) + 1
     starts = np.concatenate(([0], boundary)).astype(np.int64)
     sizes = np.diff(np.concatenate((starts, [code.size]))).astype(np.int64)
-    block = np.repeat(np.arange(starts.size, dtype=np.int64), sizes)
+    block = np.zeros(code.size, dtype=np.int64)
+    block[1:] = change
+    np.cumsum(block, out=block)
     patients = uniques[code[starts]]
     return Series(patients, block, sess, x, starts, sizes, rows)

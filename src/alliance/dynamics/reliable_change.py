@@ -67,11 +67,12 @@ def s_diff(sd: float, reliability: float) -> float:
 def instrument_norms(
     instrument: Instrument, score_id: str, metric: Literal["mean", "sum"] | None = None
 ) -> Norms | None:
-    """The first norm of the instrument for ``score_id`` that carries a reliability."""
+    """The first norm of the instrument for ``score_id`` with both an SD and a reliability."""
     wanted = metric or instrument.default_metric
     for norm in instrument.norms:
-        if norm.score == score_id and norm.metric == wanted and norm.reliability is not None:
-            return Norms(norm.sd, norm.reliability, f"{instrument.short_name} norm: {norm.source}")
+        sd, reliability = norm.sd, norm.reliability
+        if norm.score == score_id and norm.metric == wanted and sd and reliability is not None:
+            return Norms(sd, reliability, f"{instrument.short_name} norm: {norm.source}")
     return None
 
 

@@ -131,6 +131,7 @@ CRITERIA: dict[str, Criterion] = {
 }
 
 METHODS: tuple[str, ...] = tuple(CRITERIA)
+REPAIR_STATUS: tuple[str, ...] = ("yes", "no", "not yet")
 
 OUTPUT_COLUMNS = [
     "method",
@@ -153,7 +154,7 @@ class _Events:
     before: FloatArray
     drop: FloatArray
     threshold: FloatArray
-    status: npt.NDArray[np.object_]
+    status: npt.NDArray[np.int8]  # index into REPAIR_STATUS
     repair_session: FloatArray
     intensity: FloatArray
 
@@ -192,7 +193,8 @@ def detect_ruptures(
     if repair_within < 1:
         raise DynamicsInputError("repair_within must be at least 1 session")
     chosen = _choose_methods(sessions, score, method, norms, rupture_col)
-    frames = []
+    parts: list[tuple[str, _Events]] = []
+    series: Series | None = None
     for name in chosen:
         if name == "self_report":
             events = _self_report(
@@ -208,17 +210,13 @@ def detect_ruptures(
         else:
             if score is None:
                 raise DynamicsInputError(f"method {name!r} needs a score column")
-            series = prepare_series(sessions, score, patient=patient, session=session)
+            if series is None:
+                series = prepare_series(sessions, score, patient=patient, session=session)
             events = _score_method(
                 series, name, repair_within, norms, z, baseline_window, stiles_sd, strauss_sd
             )
-        frames.append(_to_frame(events, name, patient))
-    if not frames:
-        return _empty(patient)
-    out = pd.concat(frames, ignore_index=True)
-    return out.sort_values([patient, "rupture_session", "method"], kind="stable").reset_index(
-        drop=True
-    )
+        parts.append((name, events))
+    return _to_frame(parts, patient)
 
 
 def _choose_methods(
@@ -282,18 +280,14 @@ def _score_method(
 
 def _sd_drop(s: Series, multiplier: float, window: int, *, rise_of_same_size: bool) -> _Events:
     x = s.x
-    sd = s.group_sd(x)
-    usable = (s.sizes >= 3) & (sd > 0)
-    threshold = s.broadcast(multiplier * sd)
-    before = s.shift(x)
-    drop = before - x
-    hit = s.broadcast(usable.astype(np.float64)) > 0
-    hit &= ~np.isnan(drop) & (drop >= threshold - _EPS * np.maximum(1.0, threshold))
+    hit = s.drop_in_sd >= multiplier - _EPS  # NaN (first rows, unusable patients) is False
     idx = np.flatnonzero(hit)
-    target = x[idx] + threshold[idx] if rise_of_same_size else before[idx]
+    threshold = multiplier * s.sd[s.code[idx]]
+    before = x[idx - 1]
+    target = x[idx] + threshold if rise_of_same_size else before
     status, repair = _find_repairs(s, idx, lambda rows, ev: x[rows] >= target[ev] - _EPS, window)
     return _Events(
-        s, idx, before[idx], drop[idx], threshold[idx], status, repair, np.full(idx.size, np.nan)
+        s, idx, before, before - x[idx], threshold, status, repair, np.full(idx.size, np.nan)
     )
 
 
@@ -307,10 +301,12 @@ def _rci_drop(
         else rolling_mean_before(s, x, baseline_window)
     )
     crit = z * norms.s_diff
-    below = (baseline - x) >= crit - _EPS
-    below &= ~np.isnan(baseline)
-    was_below = s.shift(below.astype(np.float64)) > 0
-    idx = np.flatnonzero(below & ~was_below)
+    below = baseline - x >= crit - _EPS  # NaN baselines (first sessions) compare False
+    # onset: below now, not below at the previous scored session (a first session is never
+    # below, so the previous row always belongs to the same patient when it matters)
+    onset = below.copy()
+    onset[1:] &= ~below[:-1]
+    idx = np.flatnonzero(onset)
     floor = baseline[idx] - crit
     status, repair = _find_repairs(s, idx, lambda rows, ev: x[rows] > floor[ev] + _EPS, window)
     drop = baseline[idx] - x[idx]
@@ -338,8 +334,7 @@ def rolling_mean_before(s: Series, values: FloatArray, k: int) -> FloatArray:
     if k < 1:
         raise DynamicsInputError("baseline_window must be at least 1")
     before = np.cumsum(values) - values
-    pos = np.arange(values.size) - np.repeat(s.starts, s.sizes)
-    m = np.minimum(pos, k)
+    m = np.minimum(s.position, k)
     total = before - before[np.arange(values.size) - m]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / m
@@ -354,35 +349,34 @@ def _find_repairs(
     window: int,
     *,
     include_same: npt.NDArray[np.bool_] | None = None,
-) -> tuple[npt.NDArray[np.object_], FloatArray]:
+) -> tuple[npt.NDArray[np.int8], FloatArray]:
     """Look ahead up to ``window`` session numbers for the first repairing session.
 
     ``repaired_at(rows, events)`` says, for candidate rows and the events they belong to,
     whether that row repairs the event.
     """
-    n = s.x.size
     rupture_session = s.session[idx]
+    last_row = s.last_row[s.code[idx]]
+    room = last_row - idx  # later scored sessions of the same patient
     repair = np.full(idx.size, np.nan)
     found = np.zeros(idx.size, dtype=bool)
     if include_same is not None:
         found |= include_same
         repair[include_same] = rupture_session[include_same]
-    events = np.arange(idx.size)
+    limit = rupture_session + window
+    pending = np.flatnonzero(~found)  # events still looking for a repair
     for step in range(1, window + 1):
-        rows = idx + step
-        ok = (~found) & (rows < n)
-        rows_ok = rows[ok]
-        ev_ok = events[ok]
-        same = (s.code[rows_ok] == s.code[idx[ev_ok]]) & (
-            s.session[rows_ok] <= rupture_session[ev_ok] + window
-        )
-        rows_ok, ev_ok = rows_ok[same], ev_ok[same]
-        hit = np.asarray(repaired_at(rows_ok, ev_ok), dtype=bool)
-        found[ev_ok[hit]] = True
-        repair[ev_ok[hit]] = s.session[rows_ok[hit]]
-    last = s.session[(s.starts + s.sizes - 1)[s.code[idx]]]
-    status = np.where(found, "yes", np.where(last >= rupture_session + window, "no", "not yet"))
-    return status.astype(object), repair
+        pending = pending[room[pending] >= step]
+        rows = idx[pending] + step
+        inside = s.session[rows] <= limit[pending]  # later steps are further out: drop them
+        pending, rows = pending[inside], rows[inside]
+        hit = np.asarray(repaired_at(rows, pending), dtype=bool)
+        found[pending[hit]] = True
+        repair[pending[hit]] = s.session[rows[hit]]
+        pending = pending[~hit]
+    last = s.session[last_row]
+    status = np.where(found, 0, np.where(last >= rupture_session + window, 1, 2))
+    return status.astype(np.int8), repair
 
 
 # -- self-reported ruptures -------------------------------------------------------------------
@@ -423,30 +417,74 @@ def _aligned(sessions: pd.DataFrame, column: str | None, s: Series) -> FloatArra
 
 
 # -- output -----------------------------------------------------------------------------------
-def _to_frame(ev: _Events, method: str, patient: str) -> pd.DataFrame:
-    s = ev.series
-    rupture_session = s.session[ev.index]
-    repair = pd.array(
-        np.where(np.isnan(ev.repair_session), 0, ev.repair_session).astype(np.int64),
-        dtype="Int64",
+def _to_frame(parts: list[tuple[str, _Events]], patient: str) -> pd.DataFrame:
+    """One table of all events, sorted by patient, rupture session and method."""
+    if not parts:
+        return _empty(patient)
+    labels = np.concatenate([ev.series.patients[ev.series.code[ev.index]] for _, ev in parts])
+    session = np.concatenate([ev.series.session[ev.index] for _, ev in parts])
+    method = np.concatenate([np.full(ev.index.size, METHODS.index(n)) for n, ev in parts])
+
+    def cat(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(ev, attr) for _, ev in parts])
+
+    score_at = np.concatenate(
+        [
+            ev.series.x[ev.index] if n != "self_report" else np.full(ev.index.size, np.nan)
+            for n, ev in parts
+        ]
     )
-    repair[np.isnan(ev.repair_session)] = pd.NA
-    frame = pd.DataFrame(
-        {
-            patient: s.patients[s.code[ev.index]],
-            "method": method,
+    order = _event_order(parts, session, method)
+    repair = cat("repair_session")[order]
+    has_repair = ~np.isnan(repair)
+    repair_int = pd.array(np.where(has_repair, repair, 0).astype(np.int64), dtype="Int64")
+    repair_int[~has_repair] = pd.NA
+    rupture_session = session[order]
+    return pd.DataFrame(
+        copy=False,
+        data={
+            patient: labels[order],
+            "method": _categorical(method[order], METHODS),
             "rupture_session": rupture_session,
-            "score_before": ev.before,
-            "score_at": s.x[ev.index] if method != "self_report" else np.nan,
-            "drop": ev.drop,
-            "threshold": ev.threshold,
-            "repaired": ev.status,
-            "repair_session": repair,
-            "sessions_to_repair": repair - rupture_session,
-            "intensity": ev.intensity,
-        }
+            "score_before": cat("before")[order],
+            "score_at": score_at[order],
+            "drop": cat("drop")[order],
+            "threshold": cat("threshold")[order],
+            "repaired": _categorical(cat("status")[order], REPAIR_STATUS),
+            "repair_session": repair_int,
+            "sessions_to_repair": repair_int - rupture_session,
+            "intensity": cat("intensity")[order],
+        },
     )
-    return frame
+
+
+def _categorical(codes: np.ndarray, labels: tuple[str, ...]) -> pd.Categorical[str]:
+    """Labels stored as integer codes (no per-row strings to build for millions of rows)."""
+    return pd.Categorical.from_codes(
+        np.asarray(codes, dtype=np.int64), categories=pd.Index(list(labels))
+    )
+
+
+def _event_order(parts: list[tuple[str, _Events]], session: IntArray, method: IntArray) -> IntArray:
+    """Order events by patient label, session and method with one integer sort key.
+
+    Patients are ranked over the union of the series' patients (a small array); each
+    method's events are already sorted by row, so the stable sort mostly merges runs.
+    """
+    distinct: list[Series] = []
+    for _, ev in parts:
+        if not any(ev.series is d for d in distinct):
+            distinct.append(ev.series)
+    union = np.concatenate([d.patients for d in distinct])
+    ranks = pd.factorize(union, sort=True)[0].astype(np.int64) if union.size else union
+    offsets = np.cumsum([0] + [d.patients.size for d in distinct])
+    start = {id(d): int(o) for d, o in zip(distinct, offsets, strict=False)}
+    rank = np.concatenate(
+        [ranks[start[id(ev.series)] + ev.series.code[ev.index]] for _, ev in parts]
+    )
+    span = int(session.max() - session.min() + 1) if session.size else 1
+    key = (rank * span + (session - (session.min() if session.size else 0))) * len(METHODS)
+    return np.asarray(np.argsort(key + method, kind="stable"), dtype=np.int64)
 
 
 def _empty(patient: str) -> pd.DataFrame:

@@ -1,0 +1,308 @@
+"""``alliance ruptures`` and ``alliance alerts``: monitoring from a file of sessions.
+
+Both accept an item-level table (scored first with ``alliance score``'s scorer) or an
+already-scored table (name the column with ``--score``). The table needs ``patient_id`` and
+``session`` columns. Invalid input ends with exit code 2 and a readable message.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+import typer
+
+from alliance.cli.common import fail, read_input, user_errors, warn, write_output
+from alliance.dynamics import (
+    METHODS,
+    AlertSettings,
+    DynamicsInputError,
+    Norms,
+    compute_alerts,
+    detect_ruptures,
+    estimate_norms,
+    instrument_norms,
+)
+from alliance.instruments import Instrument, get_instrument, list_instruments
+from alliance.scoring import UnverifiedKeyWarning, score
+from alliance.simulate import score_therapist_form
+
+NormSource = Literal["instrument", "data"]
+
+RUPTURE_EXAMPLES = """
+[bold]Examples[/]
+
+  alliance ruptures sessions.csv                 [dim]# items -> wai_sr_total, all methods[/]
+  alliance ruptures scored.parquet --score wai_sr_bond --method strauss2006
+  alliance ruptures sessions.csv --method rci_drop --norms data -o ruptures.csv
+  alliance ruptures sessions.csv --method self_report --format json
+
+Methods: stiles2004, strauss2006 (reconstructed published criteria), rci_drop (reliable
+drop below the patient's running baseline), self_report (post-session question psq_1).
+"""
+
+ALERT_EXAMPLES = """
+[bold]Examples[/]
+
+  alliance alerts sessions.csv                           [dim]# item-level WAI-SR answers[/]
+  alliance alerts scored.csv --score srs_total -o alerts.csv
+  alliance alerts sessions.csv --therapist-score t_wai_sr_total --norms data
+  alliance alerts sessions.csv --allow-unverified --format json
+"""
+
+InputArg = Annotated[
+    Path, typer.Argument(help="Sessions: CSV/TSV, Excel, SPSS, Stata or Parquet, one row each.")
+]
+ScoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--score",
+        help="Score column (e.g. wai_sr_total) or score id (e.g. bond); the total if omitted.",
+    ),
+]
+InstrumentOpt = Annotated[
+    str | None, typer.Option("-i", "--instrument", help="Instrument id; inferred if omitted.")
+]
+MetricOpt = Annotated[
+    Literal["mean", "sum"] | None,
+    typer.Option("--metric", help="Metric used when scoring items; instrument default if omitted."),
+]
+NormsOpt = Annotated[
+    NormSource,
+    typer.Option(
+        "--norms", help="SD and reliability for reliable change: instrument file or data."
+    ),
+]
+ReliabilityOpt = Annotated[
+    float | None,
+    typer.Option("--reliability", min=0.0, max=0.999, help="Reliability to use with --norms data."),
+]
+RepairOpt = Annotated[
+    int, typer.Option("--repair-within", min=1, help="Sessions allowed for a repair.")
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Output file (.csv, .json, .parquet); stdout if omitted."),
+]
+FormatOpt = Annotated[
+    Literal["csv", "json", "parquet"] | None,
+    typer.Option("--format", help="Output format; from the output suffix if omitted."),
+]
+
+
+def ruptures_command(
+    input: InputArg,
+    score_column: ScoreOpt = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method", "-m", help=f"One of {', '.join(METHODS)}; repeatable; all if omitted."
+        ),
+    ] = None,
+    instrument: InstrumentOpt = None,
+    metric: MetricOpt = None,
+    norms_from: NormsOpt = "instrument",
+    reliability: ReliabilityOpt = None,
+    repair_within: RepairOpt = 3,
+    output: OutputOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Detect alliance ruptures and repairs: one row per event and method."""
+    frame, column, inst = _scored_input(input, score_column, instrument, metric)
+    norms = _norms(
+        frame, column, inst, metric, norms_from, reliability, required=_wants_rci(method)
+    )
+    if not method and norms is None:
+        warn("rci_drop skipped: no published norms for this score (use --norms data)")
+    try:
+        events = detect_ruptures(
+            frame, column, method or "all", norms=norms, repair_within=repair_within
+        )
+    except DynamicsInputError as exc:
+        fail(str(exc))
+    write_output(events, output, format)
+
+
+def alerts_command(
+    input: InputArg,
+    score_column: ScoreOpt = None,
+    instrument: InstrumentOpt = None,
+    metric: MetricOpt = None,
+    therapist_score: Annotated[
+        str | None,
+        typer.Option("--therapist-score", help="Therapist's score column, same metric, same rows."),
+    ] = None,
+    norms_from: NormsOpt = "instrument",
+    reliability: ReliabilityOpt = None,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option("--allow-unverified", help="Also alert on scores whose key is unverified."),
+    ] = False,
+    early_sessions: Annotated[
+        int, typer.Option("--early-sessions", min=1, help="Sessions counted as early.")
+    ] = 3,
+    percentile: Annotated[
+        float,
+        typer.Option(
+            "--percentile", min=0.0, max=100.0, help="Clinic percentile for low early alliance."
+        ),
+    ] = 10.0,
+    repair_within: RepairOpt = 3,
+    output: OutputOpt = None,
+    format: FormatOpt = None,
+) -> None:
+    """Alerts with their reason, the numbers behind them and short guidance with sources."""
+    frame, column, inst = _scored_input(input, score_column, instrument, metric)
+    if therapist_score is not None:
+        frame = _therapist_column(frame, therapist_score, inst)
+    norms = _norms(frame, column, inst, metric, norms_from, reliability, required=False)
+    settings = AlertSettings(
+        early_sessions=early_sessions,
+        low_early_percentile=percentile,
+        repair_within=repair_within,
+        allow_unverified=allow_unverified,
+    )
+    try:
+        alerts = compute_alerts(
+            frame,
+            column,
+            instrument=inst,
+            metric=metric,
+            therapist_score=therapist_score,
+            norms=norms,
+            settings=settings,
+        )
+    except DynamicsInputError as exc:
+        fail(str(exc))
+    for notice in alerts.attrs.get("notices", []):
+        warn(notice)
+    write_output(alerts, output, format)
+
+
+ruptures_command.__doc__ = (ruptures_command.__doc__ or "") + "\n" + RUPTURE_EXAMPLES
+alerts_command.__doc__ = (alerts_command.__doc__ or "") + "\n" + ALERT_EXAMPLES
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _wants_rci(method: list[str] | None) -> bool:
+    return bool(method) and "rci_drop" in (method or [])
+
+
+def _scored_input(
+    path: Path, column: str | None, instrument: str | None, metric: Literal["mean", "sum"] | None
+) -> tuple[pd.DataFrame, str, Instrument | None]:
+    """Read the file; score item columns when present; return (table, score column, instrument)."""
+    frame = read_input(path)
+    for needed in ("patient_id", "session"):
+        if needed not in frame.columns:
+            fail(f"{path}: missing column {needed!r} (a long table has patient_id, session, ...)")
+    with user_errors():
+        inst = get_instrument(instrument) if instrument else None
+    if column is not None and column in frame.columns:
+        return frame, column, inst or _instrument_of(column)
+    inst = inst or _instrument_with_items(frame)
+    if inst is not None and any(c in frame.columns for c in inst.item_columns):
+        frame = _score_items(frame, inst, metric)
+    elif inst is None:
+        inst = _instrument_with_scores(frame)
+    if inst is None:
+        fail(f"{path}: no item or score columns found; name the score with --score COLUMN")
+    wanted = f"{inst.id}_{column or 'total'}"
+    if wanted not in frame.columns:
+        fail(f"{path}: no column {column or wanted!r}; scores present: {_score_columns(frame)}")
+    return frame, wanted, inst
+
+
+def _therapist_column(frame: pd.DataFrame, column: str, inst: Instrument | None) -> pd.DataFrame:
+    """Score the therapist's ``t_<id>_<n>`` items into ``column`` when it is absent."""
+    if column in frame.columns:
+        return frame
+    items = [f"t_{c}" for c in inst.item_columns] if inst is not None else []
+    if inst is None or not set(items) <= set(frame.columns) or column != f"t_{inst.id}_total":
+        fail(f"no column {column!r} and no therapist items t_<instrument>_<n> to score it from")
+    with user_errors():
+        return frame.assign(**{column: score_therapist_form(frame, inst.id)})
+
+
+def _score_items(
+    frame: pd.DataFrame, inst: Instrument, metric: Literal["mean", "sum"] | None
+) -> pd.DataFrame:
+    with warnings.catch_warnings(record=True) as caught, user_errors():
+        warnings.simplefilter("always", UnverifiedKeyWarning)
+        scored = score(frame, inst, metric=metric, errors="flag")
+    for message in {str(w.message) for w in caught}:
+        warn(message)
+    status = f"{inst.id}_status"
+    bad = int((scored[status] != "ok").sum())
+    if bad:
+        warn(f"{bad} of {len(scored)} session(s) could not be scored (see {status}); skipped")
+    added = [c for c in scored.columns if c not in frame.columns]
+    return pd.concat([frame, scored[added]], axis=1)
+
+
+def _instrument_of(column: str) -> Instrument | None:
+    matches = [i for i in list_instruments() if column.startswith(f"{i.id}_")]
+    return max(matches, key=lambda i: len(i.id)) if matches else None
+
+
+def _instrument_with_items(frame: pd.DataFrame) -> Instrument | None:
+    best = [
+        (sum(c in frame.columns for c in i.item_columns), i)
+        for i in list_instruments()
+        if i.id != "psq"
+    ]
+    count, inst = max(best, key=lambda pair: pair[0])
+    return inst if count else None
+
+
+def _instrument_with_scores(frame: pd.DataFrame) -> Instrument | None:
+    for inst in list_instruments():
+        if f"{inst.id}_total" in frame.columns:
+            return inst
+    return None
+
+
+def _score_columns(frame: pd.DataFrame) -> str:
+    cols = [c for c in frame.columns if str(c).endswith(("_total", "_goal", "_task", "_bond"))]
+    return ", ".join(map(str, cols)) or "none"
+
+
+def _norms(
+    frame: pd.DataFrame,
+    column: str,
+    inst: Instrument | None,
+    metric: Literal["mean", "sum"] | None,
+    source: NormSource,
+    reliability: float | None,
+    *,
+    required: bool,
+) -> Norms | None:
+    if source == "instrument":
+        found = None
+        if inst is not None:
+            found = instrument_norms(inst, column.removeprefix(f"{inst.id}_"), metric)
+        if found is None and required:
+            fail(
+                f"no published norms for {column} in the instrument file; use --norms data "
+                "(SD from first sessions, alpha from items or --reliability)"
+            )
+        return found
+    items: list[str] = []
+    if inst is not None:
+        score_id = column.removeprefix(f"{inst.id}_")
+        try:
+            items = [f"{inst.id}_{n}" for n in inst.score_items(score_id)]
+        except KeyError:
+            items = []
+    items = [c for c in items if c in frame.columns]
+    try:
+        norms = estimate_norms(frame, column, item_columns=items or None, reliability=reliability)
+    except DynamicsInputError as exc:
+        fail(f"--norms data: {exc}")
+    warn(
+        f"norms for {column}: SD {norms.sd:.3f}, "
+        f"reliability {norms.reliability:.3f} ({norms.source})"
+    )
+    return norms
