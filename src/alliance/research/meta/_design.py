@@ -58,6 +58,8 @@ def design_matrix(
     >>> X[:, 2].tolist()
     [0.0, 1.0, 0.0]
     """
+    if mods is None and intercept:
+        return np.ones((k, 1)), ("intrcpt",)
     cols: list[FloatArray] = [np.ones(k)] if intercept else []
     names: list[str] = ["intrcpt"] if intercept else []
     if mods is not None:

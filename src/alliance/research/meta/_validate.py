@@ -17,7 +17,7 @@ class MetaInputError(ValueError):
 def row_label(i: int, slab: Sequence[str] | None) -> str:
     """Human name of 0-based row ``i``: ``row 3 (study 'Bruce et al.')``."""
     name = f"row {i + 1}"
-    if slab is not None and i < len(slab):
+    if slab is not None and i < len(slab) and str(slab[i]) != str(i + 1):
         name += f" (study {slab[i]!r})"
     return name
 

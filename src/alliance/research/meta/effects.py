@@ -21,7 +21,7 @@ def _frame(yi: FloatArray, vi: FloatArray) -> pd.DataFrame:
     return pd.DataFrame({"yi": yi, "vi": vi})
 
 
-def _require(ok: FloatArray | np.ndarray, msg: str, slab: Sequence[str] | None) -> None:
+def _require(ok: ArrayLike, msg: str, slab: Sequence[str] | None) -> None:
     bad = ~np.asarray(ok, dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy import stats
 
 from alliance.research.meta import _engine as eng
 from alliance.research.meta._design import design_matrix
+from alliance.research.meta._dist import chi2_isf, chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
 from alliance.research.meta._validate import FloatArray, MetaInputError, check_effects
 
 #: Accepted ``method`` values (EE, FE and CE all mean the equal/common-effect model).
@@ -49,11 +50,8 @@ class MetaResult:
     df: float | None
     tau2: float
     se_tau2: float | None
-    tau2_ci: tuple[float, float] | None
     i2: float
-    i2_ci: tuple[float, float] | None
     h2: float
-    h2_ci: tuple[float, float] | None
     q: float
     q_df: int
     q_p: float
@@ -72,6 +70,27 @@ class MetaResult:
     X: FloatArray
     weights: FloatArray
     slab: tuple[str, ...]
+    #: metafor's "typical" within-study variance (k - p) / tr(P_FE), used by I^2.
+    typical_v: float
+
+    @cached_property
+    def tau2_ci(self) -> tuple[float, float] | None:
+        """Q-profile confidence interval for tau^2 (computed on first use, like ``confint``)."""
+        if self.method == "EE":
+            return None
+        return tau2_qprofile(self.yi, self.vi, self.X, self.level)
+
+    @property
+    def i2_ci(self) -> tuple[float, float] | None:
+        """I^2 at the Q-profile bounds of tau^2."""
+        ci, vt = self.tau2_ci, self.typical_v
+        return None if ci is None else (100 * ci[0] / (vt + ci[0]), 100 * ci[1] / (vt + ci[1]))
+
+    @property
+    def h2_ci(self) -> tuple[float, float] | None:
+        """H^2 at the Q-profile bounds of tau^2."""
+        ci, vt = self.tau2_ci, self.typical_v
+        return None if ci is None else ((vt + ci[0]) / vt, (vt + ci[1]) / vt)
 
     @property
     def estimate(self) -> float:
@@ -185,14 +204,14 @@ def _inference(
         if test == "knha":
             vb = vb * float(mo.ypy[0]) / (k - p)
     alpha = 1.0 - level / 100.0
-    crit = float(stats.norm.ppf(1 - alpha / 2) if df is None else stats.t.ppf(1 - alpha / 2, df))
+    crit = norm_isf(alpha / 2) if df is None else float(t_isf(alpha / 2, df))
     return mo, vb, df, crit
 
 
 def _pvalues(stat: FloatArray, df: float | None) -> FloatArray:
     if df is None:
-        return np.asarray(2 * stats.norm.sf(np.abs(stat)), dtype=np.float64)
-    return np.asarray(2 * stats.t.sf(np.abs(stat), df), dtype=np.float64)
+        return 2 * norm_sf(np.abs(stat))
+    return 2 * t_sf(np.abs(stat), df)
 
 
 def _typical_v(batch: eng.Batch) -> tuple[float, float]:
@@ -226,7 +245,7 @@ def tau2_qprofile(
     batch = eng.make_batch(y, v, None if X is None else np.asarray(X, dtype=np.float64))
     df = float(batch.k[0] - batch.p)
     alpha = 1.0 - level / 100.0
-    targets = np.array([stats.chi2.ppf(1 - alpha / 2, df), stats.chi2.ppf(alpha / 2, df)])
+    targets = np.array([chi2_isf(alpha / 2, df), chi2_isf(1 - alpha / 2, df)])
     both = eng.Batch(
         np.repeat(batch.y, 2, 0), np.repeat(batch.v, 2, 0), np.repeat(batch.X, 2, 0),
         np.repeat(batch.m, 2, 0),
@@ -242,16 +261,49 @@ def _loglik(batch: eng.Batch, mo: eng.Moments, tau2: float) -> tuple[float, floa
     ll_ml = -0.5 * (k * math.log(2 * math.pi) + core)
     X = batch.X[0]
     _, logdet_xx = np.linalg.slogdet(X.T @ X)
-    _, logdet_xwx = np.linalg.slogdet(np.linalg.inv(mo.ainv[0]))
+    _, logdet_ainv = np.linalg.slogdet(mo.ainv[0])
+    logdet_xwx = -logdet_ainv
     ll_reml = -0.5 * ((k - p) * math.log(2 * math.pi) - logdet_xx + core + logdet_xwx)
     return float(ll_ml), float(ll_reml)
 
 
-def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str) -> float | None:
+def _proj(X: FloatArray, w: FloatArray) -> FloatArray:
+    """Dense ``P = W - W X (X'WX)^-1 X' W`` (single fits only)."""
+    wx = X * w[:, None]
+    return np.asarray(np.diag(w) - wx @ np.linalg.solve(X.T @ wx, wx.T), dtype=np.float64)
+
+
+def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str, tau2: float) -> float | None:
+    """Standard error of tau^2 with metafor's formula for each estimator."""
+    X, v, w = batch.X[0], batch.v[0], mo.w[0]
+    k, p = len(v), int(X.shape[1])
+    t = max(tau2, 0.0)
     if method == "ML":
-        return math.sqrt(2.0 / float((mo.w**2).sum()))
+        return math.sqrt(2.0 / float((w**2).sum()))
     if method == "REML":
         return math.sqrt(2.0 / float(eng.trace_pp(batch, mo)[0]))
+    if method in ("PM", "EB"):
+        return math.sqrt(2 * k**2 / (k - p) / float(w.sum()) ** 2)
+    if method in ("DL", "HS"):
+        P = _proj(X, 1 / v)
+        tr_p = float(np.trace(P))
+        var = 2 * (k - p) + 4 * t * tr_p + 2 * t**2 * float(np.sum(P * P))
+        return math.sqrt(var) / (tr_p if method == "DL" else float((1 / v).sum()))
+    if method == "HE":
+        pv = (np.eye(k) - X @ np.linalg.solve(X.T @ X, X.T)) * v[None, :]
+        var = 2 * float(np.sum(pv * pv.T)) + 4 * t * float(np.trace(pv)) + 2 * t**2 * (k - p)
+        return math.sqrt(var) / (k - p)
+    if method == "SJ":
+        ols = eng.wls(batch, batch.m.copy())
+        t0 = float((ols.e[0] ** 2).sum()) / k
+        P = _proj(X, 1 / (v + t0))
+        pv = P * v[None, :]
+        var = (
+            2 * float(np.sum(pv * pv.T))
+            + 4 * t * float(np.sum(pv * P))
+            + 2 * t**2 * float(np.sum(P * P))
+        )
+        return t0 / (k - p) * math.sqrt(var)
     return None
 
 
@@ -264,8 +316,8 @@ def _qm(
     qm = float(b @ np.linalg.solve(vb[np.ix_(coefs, coefs)], b))
     m = len(coefs)
     if df is None:
-        return qm, (m, None), float(stats.chi2.sf(qm, m))
-    return qm / m, (m, int(df)), float(stats.f.sf(qm / m, m, df))
+        return qm, (m, None), float(chi2_sf(qm, m))
+    return qm / m, (m, int(df)), f_sf(qm / m, m, df)
 
 
 # ----------------------------------------------------------------------------- rma
@@ -294,7 +346,7 @@ def rma(
 
     >>> res = rma([0.1, 0.3, 0.35, 0.65, 0.45], [0.01, 0.02, 0.015, 0.03, 0.01])
     >>> round(res.estimate, 4), res.method, res.k
-    (0.3456, 'REML', 5)
+    (0.3492, 'REML', 5)
     """
     method, test = _normalise(method, test)
     labels = None if slab is None else [str(s) for s in slab]
@@ -315,10 +367,10 @@ def rma(
     mo, vb, df, crit = _inference(batch, t2, test, level)
     beta = mo.beta[0].copy()
     se = np.sqrt(np.diag(vb))
-    stat = beta / se
+    with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 when all effects agree (knha)
+        stat = beta / se
     qe, vt = _typical_v(batch)
     i2, h2 = _i2_h2(t2, vt, qe, k - p, fixed and tau2 is None)
-    tau2_ci = None if fixed else tau2_qprofile(y, v, X, level)
     coefs = list(range(1 if intercept else 0, p))
     qm, qm_df, qm_p = _qm(beta, vb, coefs, df)
     ll_ml, ll_reml = _loglik(batch, mo, t2)
@@ -335,15 +387,14 @@ def rma(
         k=k, p=p, method="EE" if method in _FIXED else method, test=test, level=level,
         measure=measure.upper(), coef_names=names, beta=beta, se=se, stat=stat,
         pval=_pvalues(stat, df), ci_lower=beta - crit * se, ci_upper=beta + crit * se, vb=vb,
-        df=df, tau2=t2, se_tau2=None if fixed else _se_tau2(batch, mo, method), tau2_ci=tau2_ci,
+        df=df, tau2=t2, se_tau2=None if fixed else _se_tau2(batch, mo, method, t2),
         i2=i2, h2=h2,
-        i2_ci=None if tau2_ci is None else tuple(100 * t / (vt + t) for t in tau2_ci),  # type: ignore[arg-type]
-        h2_ci=None if tau2_ci is None else tuple((vt + t) / vt for t in tau2_ci),  # type: ignore[arg-type]
-        q=qe, q_df=k - p, q_p=float(stats.chi2.sf(qe, k - p)), qm=qm, qm_df=qm_df, qm_p=qm_p,
+        q=qe, q_df=k - p, q_p=float(chi2_sf(qe, k - p)), qm=qm, qm_df=qm_df, qm_p=qm_p,
         r2=r2, pi_lower=_none(pi_lo), pi_upper=_none(pi_hi), ll_ml=ll_ml, ll_reml=ll_reml,
         converged=bool(sol.converged[0]), iterations=int(sol.iterations[0]), yi=y, vi=v, X=X,
         weights=100 * w / w.sum(),
-        slab=tuple(labels) if labels is not None else tuple(str(i + 1) for i in range(k)),
+        slab=tuple(labels) if labels is not None else tuple(map(str, range(1, k + 1))),
+        typical_v=vt,
     )  # fmt: skip
 
 
@@ -363,7 +414,7 @@ def predict(res: MetaResult, newmods: ArrayLike | None = None) -> pd.DataFrame:
     pred = Xn @ res.beta
     se = np.sqrt(np.einsum("ij,jk,ik->i", Xn, res.vb, Xn))
     alpha = 1 - res.level / 100
-    crit = stats.norm.ppf(1 - alpha / 2) if res.df is None else stats.t.ppf(1 - alpha / 2, res.df)
+    crit = norm_isf(alpha / 2) if res.df is None else float(t_isf(alpha / 2, res.df))
     half_pi = crit * np.sqrt(se**2 + res.tau2)
     return pd.DataFrame(
         {

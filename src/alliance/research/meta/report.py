@@ -64,11 +64,12 @@ def summary_text(res: MetaResult) -> str:
     lines = _header(res)
     stat = "zval" if res.df is None else "tval"
     lines.append("")
-    lines.append(f"{'':>12} {'estimate':>10} {'se':>9} {stat:>9} {'pval':>8} "
+    wd = max(8, *(len(n) for n in res.coef_names))
+    lines.append(f"{'':>{wd}} {'estimate':>10} {'se':>9} {stat:>9} {'pval':>8} "
                  f"{'ci.lb':>9} {'ci.ub':>9}")  # fmt: skip
     for j, name in enumerate(res.coef_names):
         lines.append(
-            f"{name[:12]:>12} {_fmt(float(res.beta[j])):>10} {_fmt(float(res.se[j])):>9} "
+            f"{name:>{wd}} {_fmt(float(res.beta[j])):>10} {_fmt(float(res.se[j])):>9} "
             f"{_fmt(float(res.stat[j])):>9} {_pfmt(float(res.pval[j])):>8} "
             f"{_fmt(float(res.ci_lower[j])):>9} {_fmt(float(res.ci_upper[j])):>9}"
         )
