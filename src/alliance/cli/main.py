@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from alliance.cli import dynamics as _dynamics
+from alliance.cli import instruments as _instruments
+from alliance.cli import meta as _meta
+from alliance.cli import score as _score
+from alliance.cli import simulate as _simulate
+from alliance.cli import web as _web
+
 app = typer.Typer(
     name="alliance",
     help="Measure, monitor and study the therapeutic (working) alliance.",
@@ -12,9 +19,17 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# Subcommands register themselves here, one line each (keep them in this order).
-from alliance.cli import instruments as _instruments  # noqa: E402
-from alliance.cli import score as _score  # noqa: E402
-
-app.add_typer(_instruments.app, name="instruments")
+# Measure
 app.command("score", no_args_is_help=True)(_score.score_command)
+app.add_typer(_instruments.app, name="instruments")
+# Monitor
+app.command("simulate")(_simulate.simulate_command)
+app.command("ruptures", no_args_is_help=True)(_dynamics.ruptures_command)
+app.command("alerts", no_args_is_help=True)(_dynamics.alerts_command)
+# Study
+app.command("meta", no_args_is_help=True)(_meta.meta_command)
+# The clinic
+app.command("demo")(_web.demo_command)
+app.command("serve")(_web.serve_command)
+app.add_typer(_web.db_app, name="db")
+app.add_typer(_web.users_app, name="users")

@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
 from alliance.cli.common import fail, read_input
-from alliance.research.meta import (
-    MetaInputError,
-    MetaResult,
-    analysis_table,
-    ranktest,
-    regtest,
-    rma,
-    rma_mv,
-    robust,
-    trimfill,
-)
+
+if TYPE_CHECKING:
+    from alliance.research.meta import MetaResult
+
+# The statistics (SciPy) are imported when the command runs, so that every other
+# subcommand of `alliance` starts without them.
 
 EXAMPLES = """
 [bold]Input[/]: a table (CSV, Excel, Parquet, SPSS, ...) with columns [cyan]yi,vi[/] (effect
@@ -54,6 +49,8 @@ def _clean(x: Any) -> Any:
 
 
 def _bias(res: MetaResult) -> dict[str, Any]:
+    from alliance.research.meta import ranktest, regtest, trimfill
+
     eg = regtest(res)
     tau, p = ranktest(res)
     tf = trimfill(res)
@@ -96,6 +93,8 @@ def _write_chart(chart: Any, path: Path) -> None:
 def _three_level(
     table: Any, cluster: str, method: str, mods: list[str], level: float
 ) -> dict[str, Any]:
+    from alliance.research.meta import rma_mv, robust
+
     if cluster not in table.columns:
         fail(f"--cluster: column {cluster!r} is not in the table")
     res = rma_mv(table["yi"], table["vi"], table[cluster], method=method, level=level,
@@ -153,6 +152,8 @@ def meta_command(
     ] = None,
 ) -> None:
     """Random-effects meta-analysis (metafor's rma) of a table of studies."""
+    from alliance.research.meta import MetaInputError, analysis_table, rma, trimfill
+
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
     if not 0 < level < 100:
