@@ -121,6 +121,9 @@ def _compute(
 ) -> tuple[FloatArray, BoolArrayLike, FloatArray]:
     """Score matrix (n, s), which cells were computed, and missing-item counts.
 
+    Missing-item counts are returned for the rows with gaps only (``checked.gap_rows``, in
+    order): complete rows, the great majority, need no count.
+
     Works in place on ``checked.values`` (a matrix this call owns): reverse-keyed columns are
     mirrored, then one matrix product scores every complete row; the few rows with gaps are
     scored again from their answered items.
@@ -130,12 +133,13 @@ def _compute(
         np.subtract(key.low[j] + key.high[j], x[:, j], out=x[:, j])
     scores = x @ (key.membership / key.n_items if metric == "mean" else key.membership)
     computed: BoolArrayLike = np.ones(scores.shape, dtype=bool)
-    missing = np.zeros(scores.shape)
+    missing = np.zeros((0, scores.shape[1]))
     if not checked.complete:
         rows = np.flatnonzero(checked.gap_rows)
         not_asked = None if checked.not_asked is None else checked.not_asked[rows]
-        part = _score_with_gaps(x[rows], checked.invalid[rows], not_asked, key, metric)
-        scores[rows], computed[rows], missing[rows] = part
+        scores[rows], computed[rows], missing = _score_with_gaps(
+            x[rows], checked.invalid[rows], not_asked, key, metric
+        )
     if key.derived:
         scores, computed = _derived_totals(scores, computed, key, metric)
     # The summation order inside a matrix product depends on the batch's shape; rounding to
@@ -230,7 +234,9 @@ def _status(
     text: StringArray = np.full(bad.size, "", dtype=StringDType())
     if invalid_rows.any():
         _add_invalid_reasons(text, bad, checked.issues)
-    problem, missing, plain = problem[bad], missing[bad], ~invalid_rows[bad]
+    gap_rows = np.flatnonzero(checked.gap_rows)  # bad rows are always gap rows
+    missing = missing[np.searchsorted(gap_rows, bad)]
+    problem, plain = problem[bad], ~invalid_rows[bad]
     direct = len(key.score_ids) - len(key.derived)
     for j, score_id in enumerate(key.score_ids):
         rows = problem[:, j] & plain
