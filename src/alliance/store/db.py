@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_MS = 30_000
@@ -35,7 +35,7 @@ def default_database_url() -> str:
     if url:
         return url
     home = alliance_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return f"sqlite:///{home / 'alliance.db'}"
 
 
@@ -62,10 +62,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _create_private(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (health data); SQLite gives its
+    WAL and shared-memory files the same permissions."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    target = Path(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine for the URL (or the default), configured for durability."""
     url = url or default_database_url()
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(
             url, connect_args=connect_args, pool_size=20, max_overflow=20, **kwargs

@@ -53,6 +53,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -145,6 +145,11 @@ def team_of(s: Session, supervisor: User) -> Sequence[User]:
     return s.scalars(query.order_by(User.username)).all()
 
 
+def end_sessions(s: Session, user_id: int) -> None:
+    """Invalidate every session cookie of the user (logout everywhere)."""
+    s.execute(update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1))
+
+
 def create_api_token(s: Session, user: User, name: str = "", days: int | None = 90) -> str:
     """Issue a bearer token for the user; returns the token (shown once, stored hashed)."""
     token = new_token()

@@ -44,9 +44,7 @@ def parse_schedule(values: list[str], every: int) -> list[repo.ScheduleSpec]:
         if value not in known:
             raise HTTPException(422, f"schedule: unknown instrument form {value!r}")
         instrument_id, form_id = value.split(":", 1)
-        specs.append(
-            repo.ScheduleSpec(instrument_id, form_id, known[value]["respondent"], every)
-        )
+        specs.append(repo.ScheduleSpec(instrument_id, form_id, known[value]["respondent"], every))
     return specs
 
 

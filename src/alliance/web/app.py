@@ -18,13 +18,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alliance.store import migrate
+from alliance.store import migrate, repo
 from alliance.store.db import Database
 from alliance.web import admin, api, pages, patient, reports
-from alliance.web.deps import LoginRequired
+from alliance.web.deps import LoginRequired, RefusedPatient
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
+from alliance.web.submissions import SubmissionWriter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("alliance.web")
@@ -97,9 +99,11 @@ def create_app(
     app.state.signer = Signer(secret_key or load_secret_key())
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.chart_cache = {}
+    app.state.writer = SubmissionWriter(db)
     app.add_middleware(SecurityMiddleware)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _add_handlers(app)
+    _warm_up()
     app.include_router(pages.router)
     app.include_router(patient.router)
     app.include_router(admin.router)
@@ -119,6 +123,24 @@ def create_app(
     return app
 
 
+def _warm_up() -> None:
+    """Import and compile what the first submission needs, then move everything loaded
+    so far out of the garbage collector's way (shorter pauses under load)."""
+    import gc
+
+    from alliance.web.forms import score_batch
+
+    score_batch("wai_sr", "client", [{}])
+    gc.collect()
+    gc.freeze()
+
+
+def _audit_refusal(app: FastAPI, exc: RefusedPatient) -> None:
+    """Record a refused patient access (its own transaction: the request's rolled back)."""
+    with app.state.db.write() as s:
+        repo.audit(s, exc.user, "refused", "patient", exc.patient_id, patient_id=exc.patient_id)
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
 
@@ -133,6 +155,8 @@ def _add_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if isinstance(exc, RefusedPatient):
+            await run_in_threadpool(_audit_refusal, app, exc)
         if not _wants_html(request):
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers

@@ -33,6 +33,16 @@ class Forbidden(HTTPException):
         super().__init__(status_code=403, detail=detail)
 
 
+class RefusedPatient(Forbidden):
+    """Access to a patient outside the user's caseload (403); audited by the app's handler
+    in its own transaction, after the request's transaction has rolled back."""
+
+    def __init__(self, user: User, patient_id: int, detail: str) -> None:
+        super().__init__(detail)
+        self.user = user
+        self.patient_id = patient_id
+
+
 @dataclass
 class Ctx:
     """Everything a page handler needs about the request."""
@@ -113,6 +123,8 @@ def get_ctx(request: Request) -> Ctx:
     if session.user_id is not None:
         with state.db.read() as s:
             user = repo.get_user(s, session.user_id)
+        if user is not None and user.session_epoch != session.epoch:
+            user = None  # logged out everywhere since this cookie was issued
     return Ctx(request, state.db, signer, state.templates, session, new_cookie, user)
 
 

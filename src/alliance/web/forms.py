@@ -7,6 +7,7 @@ turns form fields into the one-row table the core expects and its verdict into m
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,16 @@ class SubmissionInvalid(ValueError):
         super().__init__(f"{instrument_id}: {text}")
 
 
+LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def language_or(requested: str | None, default: str) -> str:
+    """The requested language tag when well formed (BCP 47 shape), else the default."""
+    if requested and LANGUAGE_TAG.fullmatch(requested):
+        return requested
+    return default
+
+
 def installed_text(instrument_id: str, language: str) -> dict[int, str] | None:
     """Official item wordings from an installed text pack, if the text-pack reader exists."""
     try:
@@ -168,19 +179,35 @@ def build_form(instrument_id: str, form_id: str, language: str = "en") -> FormVi
     )
 
 
-def _answer_table(inst: Instrument, data: Mapping[str, str]) -> pd.DataFrame:
-    """One-row table of the raw answers; answers to questions the form said to skip
-    (their filter question has another answer) are dropped, as the form instructed."""
+def _answer_row(inst: Instrument, data: Mapping[str, str]) -> dict[str, object]:
+    """The raw answers of one form; answers to questions the form said to skip (their
+    filter question has another answer) are dropped, as the form instructed."""
     row: dict[str, object] = {}
     for column in inst.item_columns:
         raw = str(data.get(column) or "").strip()
-        row[column] = raw if raw else None
+        row[column] = _as_number(raw) if raw else None
     for item in inst.items:
         if item.asked_if:
             filter_raw = row[f"{inst.id}_{item.asked_if.item}"]
             if _clean(filter_raw) != item.asked_if.equals:
                 row[f"{inst.id}_{item.number}"] = None
-    return pd.DataFrame([row], dtype=object)
+    return row
+
+
+def _answer_table(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Answers as a table for the core: floats when every answer is a number (its fast
+    path), else text, so that the core itself names the cell and rule ("not a number")."""
+    numeric = all(v is None or isinstance(v, float) for row in rows for v in row.values())
+    return pd.DataFrame(rows, dtype=float if numeric else object)
+
+
+def _as_number(raw: str) -> float | str:
+    """The answer as a float when it is a plain finite decimal number, else unchanged."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw
+    return value if math.isfinite(value) else raw
 
 
 def _clean(value: Any) -> float | None:
@@ -196,25 +223,85 @@ def score_answers(instrument_id: str, form_id: str, data: Mapping[str, str]) -> 
 
     Raises :class:`SubmissionInvalid` naming every rejected field and rule.
     """
+    result = score_batch(instrument_id, form_id, [data])[0]
+    if isinstance(result, SubmissionInvalid):
+        raise result
+    return result
+
+
+def score_batch(
+    instrument_id: str, form_id: str, batch: list[Mapping[str, str]]
+) -> list[Scored | SubmissionInvalid]:
+    """Validate and score many submissions of one form in one vectorised call of the core.
+
+    Each entry is either the scored answers or a :class:`SubmissionInvalid` naming the
+    rejected fields and rules of that submission only.
+    """
     from alliance.scoring import ScoringInputError, score
     from alliance.scoring.keys import compile_key
     from alliance.scoring.validate import check_answers
 
     inst = get_instrument(instrument_id)
-    table = _answer_table(inst, data)
-    if not inst.get_form(form_id).scorable:
-        checked = check_answers(table, compile_key(inst))
-        if len(checked.issues):
-            raise SubmissionInvalid(instrument_id, _issues(checked.issues))
-        return Scored(items=_items(inst, table))
+    form = inst.get_form(form_id)
+    rows = [_answer_row(inst, data) for data in batch]
+    table = _answer_table(rows)
+    if not form.scorable:
+        issues = check_answers(table, compile_key(inst)).issues
+        bad = _issues_by_row(instrument_id, issues)
+        return [
+            bad.get(i)
+            or Scored(items=_items(rows[i]), scores=unkeyed_total(inst, form.respondent, rows[i]))
+            for i in range(len(rows))
+        ]
+    bad = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = score(table, inst.id, form=form_id, errors="raise")
     except ScoringInputError as exc:
-        raise SubmissionInvalid(instrument_id, _issues(exc.issues)) from None
-    scores = {c: _value(result[c].iloc[0]) for c in result.columns if c.startswith(inst.id + "_")}
-    return Scored(items=_items(inst, table), scores=scores)
+        bad = _issues_by_row(instrument_id, exc.issues)
+        good = [i for i in range(len(rows)) if i not in bad]
+        result = None
+        if good:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = score(table.iloc[good], inst.id, form=form_id, errors="raise")
+    columns = [
+        c for c in (result.columns if result is not None else []) if c.startswith(inst.id + "_")
+    ]
+    records: dict[Any, dict[Any, Any]] = {}
+    if result is not None:
+        records = dict(zip(result.index, result[columns].to_dict("records"), strict=True))
+    out: list[Scored | SubmissionInvalid] = []
+    for i, row in enumerate(rows):
+        if i in bad:
+            out.append(bad[i])
+            continue
+        scores = {c: _value(v) for c, v in records[i].items()}
+        out.append(Scored(items=_items(row), scores=scores))
+    return out
+
+
+def _issues_by_row(instrument_id: str, issues: pd.DataFrame) -> dict[int, SubmissionInvalid]:
+    found: dict[int, list[FieldIssue]] = {}
+    for r in issues.itertuples(index=False):
+        value = "" if r.value is None else str(r.value)
+        row = int(r.row)  # type: ignore[arg-type]
+        found.setdefault(row, []).append(FieldIssue(str(r.column), value, str(r.rule)))
+    return {row: SubmissionInvalid(instrument_id, items) for row, items in found.items()}
+
+
+def unkeyed_total(inst: Instrument, respondent: str, items: Mapping[str, object]) -> dict[str, Any]:
+    """Total of a therapist form without a published key: the project's all-item mean
+    (:func:`alliance.simulate.score_therapist_form`), flagged in the status."""
+    if respondent != "therapist":
+        return {}
+    from alliance.simulate import score_therapist_form
+
+    frame = pd.DataFrame([{f"t_{c}": items.get(c) for c in inst.item_columns}], dtype=float)
+    total = _clean(score_therapist_form(frame, inst.id).iloc[0])
+    status = "total only: all-item mean, no published key for this form"
+    return {f"{inst.id}_total": total, f"{inst.id}_status": status}
 
 
 def _value(value: Any) -> Any:
@@ -223,15 +310,8 @@ def _value(value: Any) -> Any:
     return _clean(value)
 
 
-def _items(inst: Instrument, table: pd.DataFrame) -> dict[str, float | None]:
-    return {c: _clean(table[c].iloc[0]) for c in inst.item_columns}
-
-
-def _issues(issues: pd.DataFrame) -> list[FieldIssue]:
-    return [
-        FieldIssue(str(r.column), "" if r.value is None else str(r.value), str(r.rule))
-        for r in issues.itertuples(index=False)
-    ]
+def _items(row: Mapping[str, object]) -> dict[str, float | None]:
+    return {c: _clean(v) for c, v in row.items()}
 
 
 def score_names(instrument_id: str) -> dict[str, str]:

@@ -6,17 +6,20 @@ long session table it expects from the stored responses, calls it, and stores th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alliance.instruments import get_instrument
 from alliance.store import repo
 from alliance.store.db import Database
 
+log = logging.getLogger("alliance.web")
 ALLIANCE_INSTRUMENTS = ("wai_sr", "wai_s", "wai", "haq2", "calpas", "srs")
 META_COLUMNS = ("patient_id", "research_id", "therapist_id", "session", "date")
 
@@ -91,15 +94,29 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 # -- alerts ------------------------------------------------------------------------------
 def refresh_alerts(db: Database, patient_ids: Sequence[int] | None = None) -> int:
-    """Recompute alerts and ruptures for patients with new responses; returns new alerts."""
+    """Recompute alerts and ruptures for patients with new responses; returns new alerts.
+
+    The dynamics see the whole clinic's table (clinic percentiles and SDs need it); only
+    the stale patients' alerts and ruptures are stored.
+    """
     with db.read() as s:
         stale = repo.stale_patient_ids(s, patient_ids)
         if not stale:
             return 0
-        table = session_table(s, stale)
-    alerts, ruptures = compute_dynamics(table)
-    with db.write() as s:
-        return repo.replace_analytics(s, stale, alerts, ruptures)
+        table = session_table(s)
+    try:
+        alerts, ruptures = compute_dynamics(table)
+    except Exception as exc:  # analytics failure must not take the clinic pages down
+        log.warning("alert computation failed (%s); patients stay marked stale", type(exc).__name__)
+        return 0
+    wanted = set(stale)
+    alerts = [a for a in alerts if a["patient_id"] in wanted]
+    ruptures = [r for r in ruptures if r["patient_id"] in wanted]
+    try:
+        with db.write() as s:
+            return repo.replace_analytics(s, stale, alerts, ruptures)
+    except IntegrityError:  # another worker stored the same alerts first
+        return 0
 
 
 def compute_dynamics(table: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -152,7 +169,9 @@ def trajectory_spec(
                 scale=alt.Scale(domain=[scale.min, scale.max]),
             ),
             color=alt.Color("score:N", title="Score"),
-            strokeDash=alt.StrokeDash("rater:N", title="Rater"),
+            strokeDash=alt.StrokeDash(
+                "rater:N", title="Rater", legend=alt.Legend(symbolType="stroke")
+            ),
             tooltip=["session:Q", "score:N", "rater:N", alt.Tooltip("value:Q", format=".2f")],
         )
     )
@@ -172,3 +191,10 @@ def spec_to_svg(spec: dict[str, Any]) -> str:
 
     svg: str = vlc.vegalite_to_svg(spec)
     return svg
+
+
+def trajectory_summary(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per-patient level, slope and early alliance from :mod:`alliance.dynamics`."""
+    from alliance.dynamics.trajectories import summarize_trajectories
+
+    return summarize_trajectories(table[["patient_id", "session", column]], column)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import date, timedelta
 from typing import Any
 
+import pandas as pd
 import segno
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from alliance.store import repo
 from alliance.store.models import Patient, User
 from alliance.web import monitoring
-from alliance.web.deps import Ctx, Forbidden, client_address, get_ctx, set_session_cookie
+from alliance.web.deps import (
+    Ctx,
+    RefusedPatient,
+    client_address,
+    get_ctx,
+    set_session_cookie,
+)
 from alliance.web.forms import SubmissionInvalid, build_form, score_answers
 from alliance.web.security import (
     LOGIN_MAX_FAILURES,
@@ -65,9 +71,9 @@ def login(
     with ctx.db.write() as s:
         if repo.recent_failures(s, username, client, window) >= LOGIN_MAX_FAILURES:
             message = f"Too many failed logins. Try again in {LOGIN_WINDOW_MINUTES} minutes."
-            response = ctx.render("login.html", status_code=429, error=message)
-            response.headers["Retry-After"] = str(LOGIN_WINDOW_MINUTES * 60)
-            return response
+            limited = ctx.render("login.html", status_code=429, error=message)
+            limited.headers["Retry-After"] = str(LOGIN_WINDOW_MINUTES * 60)
+            return limited
         user = repo.user_by_name(s, username)
         ok = user is not None and verify_password(user.password_hash, password)
         if user is None:
@@ -75,15 +81,19 @@ def login(
         repo.record_login(s, username, client, ok)
     if not ok or user is None:
         return ctx.render("login.html", status_code=401, error="Unknown user or wrong password.")
-    response = RedirectResponse(HOME[user.role], status_code=303)
-    set_session_cookie(request, response, ctx.signer, SessionData(user.id, new_nonce()))
+    response: Response = RedirectResponse(HOME[user.role], status_code=303)
+    session = SessionData(user.id, new_nonce(), user.session_epoch)
+    set_session_cookie(request, response, ctx.signer, session)
     return response
 
 
 @router.post("/logout")
 def logout(csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
-    """End the session (a fresh anonymous cookie replaces it)."""
+    """End the user's sessions on every device (their cookies stop working)."""
     ctx.check_csrf(csrf_token)
+    if ctx.user is not None:
+        with ctx.db.write() as s:
+            repo.end_sessions(s, ctx.user.id)
     response = RedirectResponse("/login", status_code=303)
     set_session_cookie(ctx.request, response, ctx.signer, SessionData(None, new_nonce()))
     return response
@@ -136,8 +146,7 @@ def visible_patient(s: Session, user: User, patient_id: int) -> Patient:
     except repo.NotFound:
         raise HTTPException(status_code=404, detail="No such patient.") from None
     if not repo.can_see_patient(s, user, patient):
-        repo.audit(s, user, "refused", "patient", patient_id, patient_id=patient_id)
-        raise Forbidden("This patient is not on your caseload.")
+        raise RefusedPatient(user, patient_id, "This patient is not on your caseload.")
     return patient
 
 
@@ -187,7 +196,7 @@ def patient_chart(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
     primary = monitoring.primary_instrument(list(table.columns))
     if primary is None:
         raise HTTPException(status_code=404, detail="No scores to chart yet.")
-    key = (patient.id, len(table), tuple(ruptures), table.to_json())
+    key = (patient.id, tuple(ruptures), int(pd.util.hash_pandas_object(table).sum()))
     cache: dict[Any, str] = ctx.request.app.state.chart_cache
     if key not in cache:
         if len(cache) > 256:
@@ -201,8 +210,8 @@ def patient_chart(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
 # -- sessions and patient links ----------------------------------------------------------
 def qr_data_uri(url: str) -> str:
     """A QR code of the URL as an SVG data URI."""
-    svg = segno.make(url, error="m").svg_inline(scale=5)
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    uri: str = segno.make(url, error="m").svg_data_uri(scale=5)
+    return uri
 
 
 @router.post("/patients/{patient_id}/sessions", response_class=HTMLResponse)

@@ -3,10 +3,14 @@
 Works without JavaScript, with a keyboard and a screen reader (fieldsets, legends, labels,
 an error summary linked to the fields). Every answer is validated by the scoring core; a
 rejected submission stores nothing and says which question broke which rule. An
-acknowledged submission is committed (and the link consumed) before the thank-you page.
+acknowledged submission is committed (and the link consumed) before the thank-you page
+(see :mod:`alliance.web.submissions`).
 """
 
 from __future__ import annotations
+
+from functools import cache
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -15,14 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from alliance.store import repo
 from alliance.store.db import Database
-from alliance.web.forms import (
-    FormView,
-    SubmissionInvalid,
-    build_form,
-    installed_languages,
-    score_answers,
-)
+from alliance.web.forms import FormView, build_form, installed_languages, language_or
 from alliance.web.security import Signer
+from alliance.web.submissions import LinkProblem, Stored, SubmissionWriter
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,6 +29,7 @@ LINK_PROBLEMS = {
     "unknown": "This link is not valid. Please ask your therapist for a new one.",
     "used": "This link has already been used. Thank you — your answers were saved.",
     "expired": "This link has expired. Please ask your therapist for a new one.",
+    "done": "The questionnaires of this session were already completed. Thank you.",
 }
 
 
@@ -39,13 +39,20 @@ def _forms_for(db: Database, token: str, language: str | None) -> tuple[int, lis
         link = repo.open_link(s, token)
         session = link.session
         entries = repo.due_entries(s, session, "client")
-        lang = language or session.patient.language
+        lang = language_or(language, session.patient.language)
         forms = [build_form(e.instrument_id, e.form_id, lang) for e in entries]
         return session.id, forms, link.kiosk
 
 
+@cache
+def _thank_you(templates: Jinja2Templates, kiosk: bool) -> str:
+    """The thank-you page (the same for every patient, so rendered once)."""
+    page = templates.get_template("patient_done.html")
+    return page.render(user=None, kiosk=kiosk, language="en")
+
+
 def _problem(templates: Jinja2Templates, request: Request, reason: str) -> Response:
-    status = 410 if reason in ("used", "expired") else 404
+    status = 404 if reason == "unknown" else 410
     return templates.TemplateResponse(
         request,
         "link_problem.html",
@@ -102,51 +109,31 @@ def patient_form(request: Request, token: str, lang: str | None = None) -> Respo
 
 @router.post("/f/{token}", response_class=HTMLResponse)
 async def submit_patient_form(request: Request, token: str) -> Response:
-    """Validate, score and store the answers; the link is consumed in the same transaction."""
+    """Validate, score and store the answers (group-committed with concurrent submissions);
+    the thank-you page is sent only after the commit."""
     data = {k: str(v) for k, v in (await request.form()).items()}
-    return await run_in_threadpool(_submit, request, token, data)
-
-
-def _submit(request: Request, token: str, data: dict[str, str]) -> Response:
-    db: Database = request.app.state.db
     signer: Signer = request.app.state.signer
     templates: Jinja2Templates = request.app.state.templates
-    lang = data.get("lang") or None
-    try:
-        _session_id, forms, kiosk = _forms_for(db, token, lang)
-    except repo.LinkUnusable as exc:
-        return _problem(templates, request, exc.reason)
     if not signer.check_csrf(repo.hash_token(token), data.get("csrf_token")):
-        return _page(request, token, forms, ["The form expired; please answer again."], data, 403)
+        message = ["The form expired; please answer again."]
+        return await run_in_threadpool(_rerender, request, token, data, message, 403)
+    writer: SubmissionWriter = request.app.state.writer
+    outcome = await writer.submit(token, data, "link")
+    if isinstance(outcome, Stored):
+        return HTMLResponse(_thank_you(templates, outcome.kiosk))
+    if isinstance(outcome, LinkProblem):
+        return _problem(templates, request, outcome.reason)
+    return await run_in_threadpool(_rerender, request, token, data, outcome.issues, 422)
+
+
+def _rerender(
+    request: Request, token: str, data: dict[str, str], issues: list[Any], status: int
+) -> Response:
+    """The form again with the answers kept and every problem named."""
     try:
-        scored = [score_answers(f.instrument_id, f.form_id, data) for f in forms]
-    except SubmissionInvalid as exc:
-        questions = {q.name: q for f in forms for q in f.questions}
-        errors = [issue.message(questions) for issue in exc.issues]
-        return _page(request, token, forms, errors, data, 422)
-    try:
-        _store(db, token, forms, scored)
+        _session_id, forms, _kiosk = _forms_for(request.app.state.db, token, data.get("lang"))
     except repo.LinkUnusable as exc:
-        return _problem(templates, request, exc.reason)
-    return templates.TemplateResponse(
-        request, "patient_done.html", {"user": None, "kiosk": kiosk}, status_code=200
-    )
-
-
-def _store(db: Database, token: str, forms: list[FormView], scored: list) -> None:  # type: ignore[type-arg]
-    """One transaction: consume the link, store every form, audit; committed on return."""
-    with db.write() as s:
-        link = repo.open_link(s, token)
-        repo.consume_link(s, link)
-        session = link.session
-        entries = {e.instrument_id: e for e in repo.due_entries(s, session, "client")}
-        for form, result in zip(forms, scored, strict=True):
-            entry = entries[form.instrument_id]
-            repo.add_response(
-                s, session, entry, result.items, result.scores, "kiosk" if link.kiosk else "link",
-                language=form.language,
-            )
-        repo.audit(
-            s, None, "submit", "response", session.id, patient_id=session.patient_id,
-            actor="patient-link",
-        )
+        return _problem(request.app.state.templates, request, exc.reason)
+    questions = {q.name: q for f in forms for q in f.questions}
+    errors = [i if isinstance(i, str) else i.message(questions) for i in issues]
+    return _page(request, token, forms, errors, data, status)

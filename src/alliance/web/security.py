@@ -72,18 +72,20 @@ class SessionData:
 
     user_id: int | None
     nonce: str
+    epoch: int = 0
 
 
 class Signer:
     """Signs session cookies and derives CSRF tokens from one secret key."""
 
     def __init__(self, secret_key: str) -> None:
+        self.secret_key = secret_key
         self._key = secret_key.encode("utf-8")
         self._cookies = URLSafeTimedSerializer(secret_key, salt="alliance-session")
 
     def dump_session(self, data: SessionData) -> str:
         """Serialise and sign a session."""
-        return self._cookies.dumps({"u": data.user_id, "n": data.nonce})
+        return self._cookies.dumps({"u": data.user_id, "n": data.nonce, "e": data.epoch})
 
     def load_session(self, cookie: str | None) -> SessionData | None:
         """The session in a cookie, or None when missing, forged or older than 8 hours."""
@@ -96,7 +98,12 @@ class Signer:
         if not isinstance(raw, dict) or not isinstance(raw.get("n"), str):
             return None
         user_id = raw.get("u")
-        return SessionData(user_id if isinstance(user_id, int) else None, raw["n"])
+        epoch = raw.get("e")
+        return SessionData(
+            user_id if isinstance(user_id, int) else None,
+            raw["n"],
+            epoch if isinstance(epoch, int) else 0,
+        )
 
     def csrf_token(self, nonce: str) -> str:
         """The CSRF token for forms of the session (or patient link) with this nonce."""
@@ -126,3 +133,9 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def pseudonym(secret_key: str, kind: str, value: object, length: int = 12) -> str:
+    """A stable keyed pseudonym (HMAC-SHA-256) for de-identified exports."""
+    digest = hmac.new(secret_key.encode(), f"{kind}:{value}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:length]

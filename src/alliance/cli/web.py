@@ -1,0 +1,143 @@
+"""``alliance demo``, ``alliance serve``, ``alliance db upgrade``, ``alliance users create``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import typer
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+users_app = typer.Typer(help="Clinic user accounts.", no_args_is_help=True)
+
+DEMO_PASSWORD = "demo-password"
+
+
+def _configure_logging() -> None:
+    """Our route-template log only: uvicorn's access log (concrete paths) stays off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+def _run(app: object, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=True,  # trust X-Forwarded-* from a local TLS proxy only
+    )
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    database_url: str = typer.Option(
+        None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
+    ),
+) -> None:
+    """Run the clinic web application (migrates the database first)."""
+    from alliance.web.app import create_app
+
+    _configure_logging()
+    app = create_app(database_url)
+    where = app.state.db.engine.url.render_as_string()
+    typer.echo(f"alliance clinic on http://{host}:{port}/  (database: {where})")
+    _run(app, host, port)
+
+
+def demo_command(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    db: Path = typer.Option(None, help="SQLite file to create (default: a fresh temp file)."),
+    therapists: int = typer.Option(4, help="Number of simulated therapists."),
+    patients: int = typer.Option(40, help="Number of simulated patients."),
+    seed: int = typer.Option(7, help="Random seed of the simulator."),
+) -> None:
+    """Start the clinic on a fresh SQLite file filled from the simulator."""
+    from alliance.store.db import sqlite_url
+    from alliance.web.app import create_app
+    from alliance.web.demo import fill_demo
+
+    _configure_logging()
+    if db is None:
+        db = Path(tempfile.mkdtemp(prefix="alliance-demo-")) / "demo.db"
+    if db.exists():
+        typer.echo(f"error: --db {db} already exists; the demo needs a fresh file", err=True)
+        raise typer.Exit(2)
+    os.environ.setdefault("ALLIANCE_SECRET_KEY", secrets.token_urlsafe(32))
+    # Synthetic data: show every alert kind, including those on unverified keys (each
+    # such alert says so). A real clinic opts in with the same setting.
+    os.environ.setdefault("ALLIANCE_ALERTS_ALLOW_UNVERIFIED", "1")
+    app = create_app(sqlite_url(db))
+    logins = fill_demo(app.state.db, therapists=therapists, patients=patients, seed=seed)
+    typer.echo(f"alliance demo clinic: http://{host}:{port}/")
+    typer.echo(f"database: {db}")
+    typer.echo(f"logins (password for all: {DEMO_PASSWORD}):")
+    for role, names in logins.items():
+        typer.echo(f"  {role:<11} {', '.join(names)}")
+    _run(app, host, port)
+
+
+@db_app.command("upgrade")
+def upgrade_command(
+    database_url: str = typer.Option(
+        None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
+    ),
+) -> None:
+    """Apply the database migrations (Alembic) up to the newest schema."""
+    from alliance.store.db import make_engine
+    from alliance.store.migrate import upgrade
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    typer.echo(f"database at the newest schema: {engine.url.render_as_string()}")
+
+
+@users_app.command("create")
+def create_user_command(
+    username: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Option(..., help="admin, supervisor, therapist or researcher."),
+    display_name: str = typer.Option("", help="Name shown in the app."),
+    supervisor: str = typer.Option("", help="Username of the supervisor (therapists)."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+    ),
+    token: bool = typer.Option(False, help="Also issue an API bearer token (printed once)."),
+    database_url: str = typer.Option(
+        None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
+    ),
+) -> None:
+    """Create a clinic user (and optionally an API token)."""
+    from alliance.store import repo
+    from alliance.store.db import Database
+    from alliance.store.migrate import upgrade
+    from alliance.web.security import hash_password
+
+    database = Database(database_url)
+    upgrade(database.engine)
+    try:
+        with database.write() as s:
+            sup_id = None
+            if supervisor:
+                sup = repo.user_by_name(s, supervisor)
+                if sup is None or sup.role != "supervisor":
+                    raise ValueError(f"supervisor: no supervisor named {supervisor!r}")
+                sup_id = sup.id
+            user = repo.create_user(
+                s, username, hash_password(password), role, display_name, sup_id
+            )
+            repo.audit(s, None, "create", "user", user.id, actor="cli", detail=f"role={role}")
+            issued = repo.create_api_token(s, user, "cli") if token else None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"created {role} {username!r}")
+    if issued:
+        typer.echo(f"API token (shown once): {issued}")

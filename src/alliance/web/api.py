@@ -1,0 +1,342 @@
+"""JSON API under ``/api/v1`` with bearer tokens (OpenAPI schema at ``/api/openapi.json``).
+
+Every route checks the role; every read or change of patient data is audited.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from alliance.store import repo
+from alliance.store.db import Database
+from alliance.store.models import Patient, User
+from alliance.web import monitoring, reports
+from alliance.web.deps import RefusedPatient, bearer_user, require_role
+from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
+
+router = APIRouter(prefix="/api/v1", tags=["clinic"])
+CLINICAL = ("admin", "supervisor", "therapist")
+
+
+class Me(BaseModel):
+    """The authenticated user."""
+
+    id: int
+    username: str
+    role: str
+
+
+class PatientSummary(BaseModel):
+    """One caseload row."""
+
+    id: int
+    code: str
+    therapist_id: int
+    sessions: int
+    instrument: str
+    latest_patient_total: float | None
+    latest_therapist_total: float | None
+    open_alerts: int
+
+
+class AlertOut(BaseModel):
+    """An alert with its reason, guidance and workflow status."""
+
+    id: int
+    patient_id: int
+    session: int
+    kind: str
+    severity: str
+    reason: str
+    guidance: str
+    sources: str
+    status: str
+    note: str
+
+
+class RuptureOut(BaseModel):
+    """A rupture event and its repair."""
+
+    session: int
+    kind: str
+    depth: float | None
+    repaired: bool
+    repair_session: int | None
+
+
+class PatientDetail(BaseModel):
+    """A patient's session table (scores of both raters), ruptures and alerts."""
+
+    id: int
+    code: str
+    therapist_id: int
+    instrument: str | None
+    sessions: list[dict[str, Any]]
+    ruptures: list[RuptureOut]
+    alerts: list[AlertOut]
+
+
+class SessionCreated(BaseModel):
+    """A new session and its single-use patient link (the token is shown only once)."""
+
+    session_id: int
+    number: int
+    link: str | None
+    token: str | None
+
+
+class AlertUpdate(BaseModel):
+    """Acknowledge or resolve an alert."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class Submission(BaseModel):
+    """Answers to the session's client forms, keyed by item column (``wai_sr_1`` ...)."""
+
+    answers: dict[str, float | int | str | None]
+
+
+class Accepted(BaseModel):
+    """An acknowledged (committed) submission."""
+
+    status: Literal["stored"]
+    forms: list[str]
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _alert_out(a: Any) -> AlertOut:
+    return AlertOut(
+        id=a.id,
+        patient_id=a.patient_id,
+        session=a.session,
+        kind=a.kind,
+        severity=a.severity,
+        reason=a.reason,
+        guidance=a.guidance,
+        sources=a.sources,
+        status=a.status,
+        note=a.note,
+    )
+
+
+def _visible(s: Session, user: User, patient_id: int) -> Patient:
+    try:
+        patient = repo.get_patient(s, patient_id)
+    except repo.NotFound:
+        raise HTTPException(404, f"patient_id: no patient {patient_id}") from None
+    if not repo.can_see_patient(s, user, patient):
+        raise RefusedPatient(user, patient_id, "patient_id: not on your caseload")
+    return patient
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return _json_value(value.item())
+    return value
+
+
+@router.get("/me", response_model=Me)
+def me(user: User = Depends(bearer_user)) -> Me:
+    """Who the bearer token belongs to."""
+    return Me(id=user.id, username=user.username, role=user.role)
+
+
+@router.get("/patients", response_model=list[PatientSummary])
+def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[PatientSummary]:
+    """The caller's caseload (therapist), team (supervisor) or clinic (admin)."""
+    require_role(user, CLINICAL)
+    from alliance.web.pages import caseload_rows
+
+    db = _db(request)
+    monitoring.refresh_alerts(db)
+    with db.write() as s:
+        rows = caseload_rows(s, list(repo.patients_for(s, user)))
+        repo.audit(s, user, "read", "caseload", detail=f"api {len(rows)} patients")
+    return [
+        PatientSummary(
+            id=r["patient"].id,
+            code=r["patient"].code,
+            therapist_id=r["patient"].therapist_id,
+            sessions=r["sessions"],
+            instrument=r["instrument"],
+            latest_patient_total=r["patient_total"],
+            latest_therapist_total=r["therapist_total"],
+            open_alerts=r["open_alerts"],
+        )
+        for r in rows
+    ]
+
+
+@router.get("/patients/{patient_id}", response_model=PatientDetail)
+def get_patient(
+    patient_id: int, request: Request, user: User = Depends(bearer_user)
+) -> PatientDetail:
+    """A patient's scores per session (patient and therapist), ruptures and alerts."""
+    require_role(user, CLINICAL)
+    db = _db(request)
+    monitoring.refresh_alerts(db, [patient_id])
+    with db.write() as s:
+        patient = _visible(s, user, patient_id)
+        table = monitoring.session_table(s, [patient.id])
+        ruptures = repo.ruptures_of(s, [patient.id])
+        alerts = repo.alerts_of(s, [patient.id])
+        repo.audit(s, user, "read", "patient", patient.id, patient_id=patient.id, detail="api")
+        records = [
+            {str(k): _json_value(v) for k, v in row.items()} for row in table.to_dict("records")
+        ]
+        return PatientDetail(
+            id=patient.id,
+            code=patient.code,
+            therapist_id=patient.therapist_id,
+            instrument=monitoring.primary_instrument(list(table.columns)),
+            sessions=records,
+            ruptures=[
+                RuptureOut(
+                    session=r.session,
+                    kind=r.kind,
+                    depth=r.depth,
+                    repaired=r.repaired,
+                    repair_session=r.repair_session,
+                )
+                for r in ruptures
+            ],
+            alerts=[_alert_out(a) for a in alerts],
+        )
+
+
+@router.get("/patients/{patient_id}/chart")
+def chart_spec(patient_id: int, request: Request, user: User = Depends(bearer_user)) -> Any:
+    """The Vega-Lite spec of the trajectory chart (the same one the web page renders)."""
+    require_role(user, CLINICAL)
+    with _db(request).write() as s:
+        patient = _visible(s, user, patient_id)
+        table = monitoring.session_table(s, [patient.id])
+        ruptures = [r.session for r in repo.ruptures_of(s, [patient.id])]
+        repo.audit(s, user, "read", "chart", patient.id, patient_id=patient.id, detail="api")
+    primary = monitoring.primary_instrument(list(table.columns))
+    if primary is None:
+        raise HTTPException(404, "patient_id: no scores to chart yet")
+    return monitoring.trajectory_spec(table, primary, ruptures)
+
+
+@router.post("/patients/{patient_id}/sessions", response_model=SessionCreated, status_code=201)
+def create_session(
+    patient_id: int, request: Request, user: User = Depends(bearer_user)
+) -> SessionCreated:
+    """Create the patient's next session and a single-use patient link."""
+    require_role(user, ("therapist", "admin"))
+    with _db(request).write() as s:
+        patient = _visible(s, user, patient_id)
+        session = repo.create_session(s, patient, user)
+        token = repo.issue_link(s, session) if repo.due_entries(s, session, "client") else None
+        repo.audit(s, user, "create", "session", session.id, patient_id=patient.id, detail="api")
+        base = str(request.base_url).rstrip("/")
+        return SessionCreated(
+            session_id=session.id,
+            number=session.number,
+            link=f"{base}/f/{token}" if token else None,
+            token=token,
+        )
+
+
+@router.post("/links/{token}/responses", response_model=Accepted, status_code=201)
+async def submit(token: str, body: Submission, request: Request) -> Accepted:
+    """Submit a patient's answers through a link (the token is the credential).
+
+    422 names every rejected field and rule and stores nothing; 404 for an unknown link,
+    410 for a used or expired one. 201 means the answers are committed.
+    """
+    data = {k: "" if v is None else str(v) for k, v in body.answers.items()}
+    writer: SubmissionWriter = request.app.state.writer
+    outcome = await writer.submit(token, data, "api")
+    if isinstance(outcome, LinkProblem):
+        status = 404 if outcome.reason == "unknown" else 410
+        raise HTTPException(status, f"link: {outcome.reason}")
+    if isinstance(outcome, Invalid):
+        detail = [{"field": i.field, "value": i.value, "rule": i.rule} for i in outcome.issues]
+        raise HTTPException(422, detail)
+    return Accepted(status="stored", forms=outcome.forms)
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+def list_alerts(
+    request: Request, open_only: bool = True, user: User = Depends(bearer_user)
+) -> list[AlertOut]:
+    """Alerts on the caller's caseload (open and acknowledged by default)."""
+    require_role(user, CLINICAL)
+    db = _db(request)
+    monitoring.refresh_alerts(db)
+    with db.write() as s:
+        ids = [p.id for p in repo.patients_for(s, user)]
+        alerts = repo.alerts_of(s, ids, open_only=open_only)
+        repo.audit(s, user, "read", "alerts", detail=f"api {len(alerts)} alerts")
+        return [_alert_out(a) for a in alerts]
+
+
+def _update_alert(request: Request, user: User, alert_id: int, status: str, note: str) -> AlertOut:
+    require_role(user, CLINICAL)
+    with _db(request).write() as s:
+        try:
+            alert = repo.get_alert(s, alert_id)
+        except repo.NotFound:
+            raise HTTPException(404, f"alert_id: no alert {alert_id}") from None
+        _visible(s, user, alert.patient_id)
+        try:
+            repo.set_alert_status(s, alert, user, status, note)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        repo.audit(s, user, status, "alert", alert.id, patient_id=alert.patient_id, detail="api")
+        return _alert_out(alert)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+def acknowledge(
+    alert_id: int, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
+) -> AlertOut:
+    """Acknowledge an alert (optionally with a note)."""
+    return _update_alert(request, user, alert_id, "acknowledged", body.note)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
+def resolve(
+    alert_id: int, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
+) -> AlertOut:
+    """Resolve an alert; a note is required."""
+    return _update_alert(request, user, alert_id, "resolved", body.note)
+
+
+@router.get("/supervision")
+def supervision(request: Request, user: User = Depends(bearer_user)) -> list[dict[str, Any]]:
+    """Per-therapist alliance summary and rupture/repair rates of the caller's team."""
+    require_role(user, ("supervisor", "admin"))
+    db = _db(request)
+    monitoring.refresh_alerts(db)
+    with db.write() as s:
+        rows = reports.team_summary(s, user)
+        repo.audit(s, user, "read", "team-summary", detail=f"api {len(rows)} therapists")
+    return [{k: _json_value(v) for k, v in r.items()} for r in rows]
+
+
+@router.get("/export")
+def export(request: Request, format: str = "csv", user: User = Depends(bearer_user)) -> Response:
+    """De-identified item-level data and scores (CSV or Parquet); researchers and admins."""
+    require_role(user, ("researcher", "admin"))
+    return reports.export_response(_db(request), user, request.app.state.signer.secret_key, format)

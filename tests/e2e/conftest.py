@@ -1,0 +1,97 @@
+"""End-to-end fixtures: a real uvicorn server on a seeded SQLite file, and Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_support import CHROMIUM, PASSWORD, SECRET, Server
+
+from alliance.store import repo
+from alliance.web.app import create_app
+from alliance.web.security import hash_password
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _seed(url: str) -> int:
+    app = create_app(url, secret_key=SECRET)
+    with app.state.db.write() as s:
+        therapist = repo.create_user(s, "ther", hash_password(PASSWORD), "therapist", "Dr Ther")
+        schedule = [
+            repo.ScheduleSpec("wai_sr", "client", "client"),
+            repo.ScheduleSpec("psq", "patient", "client"),
+        ]
+        patient = repo.create_patient(s, "E2E-001", therapist, schedule)
+        patient_id = patient.id
+    app.state.db.dispose()
+    return patient_id
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app under uvicorn in a subprocess, on a fresh SQLite file."""
+    home = tmp_path_factory.mktemp("e2e")
+    url = f"sqlite:///{home / 'clinic.db'}"
+    patient_id = _seed(url)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ALLIANCE_DATABASE_URL": url,
+        "ALLIANCE_SECRET_KEY": SECRET,
+        "ALLIANCE_HOME": str(home),
+        # This clinic schedules the post-session rupture questions and opts in to their alerts.
+        "ALLIANCE_ALERTS_ALLOW_UNVERIFIED": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "alliance.web.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield Server(base, patient_id)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (skips with the reason when absent)."""
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        pytest.skip("Chromium not installed: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        yield chromium
+        chromium.close()
