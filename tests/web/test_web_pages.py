@@ -301,6 +301,7 @@ def test_patient_page_shows_scores_chart_alert_and_audits(sqlite_clinic: Clinic)
     page = browser.get(f"/patients/{patient}")
     assert "3.00" in page.text and "self reported rupture" in page.text
     assert "Guidance:" in page.text
+    assert '<td class="num">yes</td>' in page.text  # the yes/no rupture answer, not 1.00
     chart = browser.get(f"/patients/{patient}/chart.svg")
     assert chart.status_code == 200 and chart.text.lstrip().startswith("<svg")
     caseload = browser.get("/caseload")

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alliance.instruments import get_instrument
+from alliance.instruments import get_instrument, list_instruments
 from alliance.store import repo
 from alliance.store.db import Database
 
@@ -75,6 +75,21 @@ def score_columns(table: pd.DataFrame, instrument_id: str) -> list[tuple[str, st
     return found
 
 
+def answer_labels(columns: list[tuple[str, str]]) -> dict[str, dict[float, str]]:
+    """For single-item scores of a yes/no item, the anchor label of each value."""
+    labels: dict[str, dict[float, str]] = {}
+    for column, _label in columns:
+        for inst in list_instruments():
+            score_id = column.removeprefix(f"{inst.id}_")
+            if score_id == column or score_id not in {sc.id for sc in inst.scores}:
+                continue
+            items = inst.score_items(score_id)
+            scale = inst.item_scale(items[0]) if len(items) == 1 else None
+            if scale is not None and scale.kind == "binary":
+                labels[column] = {a.value: a.descriptor for a in scale.anchors}
+    return labels
+
+
 def latest(table: pd.DataFrame, column: str) -> float | None:
     """The most recent non-missing value of a column."""
     if column not in table.columns:
@@ -83,12 +98,14 @@ def latest(table: pd.DataFrame, column: str) -> float | None:
     return None if values.empty else float(values.iloc[-1])
 
 
-def fmt(value: Any, digits: int = 2) -> str:
-    """A score for display ('–' when missing)."""
+def fmt(value: Any, digits: int = 2, labels: dict[float, str] | None = None) -> str:
+    """A score for display ('–' when missing; the anchor label for yes/no answers)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, str):
         return value
+    if labels and float(value) in labels:
+        return labels[float(value)]
     return f"{float(value):.{digits}f}"
 
 

@@ -164,6 +164,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
         "sessions": list(repo.sessions_of(s, patient.id)),
         "table": table.to_dict("records"),
         "columns": columns,
+        "answer_labels": monitoring.answer_labels(columns),
         "primary": primary,
         "ruptures": ruptures,
         "alerts": list(repo.alerts_of(s, [patient.id])),
