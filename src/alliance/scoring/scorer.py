@@ -226,17 +226,18 @@ def _status(
     codes = np.zeros(n, dtype=np.int32)
     if checked.complete:
         return _categorical(codes, [OK])
-    problem = ~computed & ~_not_applicable(key, checked)
-    invalid_rows = np.any(checked.invalid, axis=1)
-    bad = np.flatnonzero(problem.any(axis=1) | invalid_rows)
-    if bad.size == 0:
+    # Only rows with gaps can have a problem: work on those (and ``missing`` is theirs).
+    gap_rows = np.flatnonzero(checked.gap_rows)
+    problem = ~computed[gap_rows] & ~_not_applicable(key, checked, gap_rows)
+    invalid_rows = np.any(checked.invalid[gap_rows], axis=1)
+    keep = problem.any(axis=1) | invalid_rows
+    if not keep.any():
         return _categorical(codes, [OK])
+    bad = gap_rows[keep]
     text: StringArray = np.full(bad.size, "", dtype=StringDType())
     if invalid_rows.any():
         _add_invalid_reasons(text, bad, checked.issues)
-    gap_rows = np.flatnonzero(checked.gap_rows)  # bad rows are always gap rows
-    missing = missing[np.searchsorted(gap_rows, bad)]
-    problem, plain = problem[bad], ~invalid_rows[bad]
+    missing, problem, plain = missing[keep], problem[keep], ~invalid_rows[keep]
     direct = len(key.score_ids) - len(key.derived)
     for j, score_id in enumerate(key.score_ids):
         rows = problem[:, j] & plain
@@ -280,12 +281,12 @@ def _join(existing: StringArray, reason: StringArray) -> StringArray:
     return strings.add(strings.add(existing, separator), reason)
 
 
-def _not_applicable(key: CompiledKey, checked: CheckedAnswers) -> BoolArrayLike:
+def _not_applicable(key: CompiledKey, checked: CheckedAnswers, rows: IntArray) -> BoolArrayLike:
     """Scores whose every item was skipped by design (e.g. rupture intensity when none)."""
-    n, s = checked.values.shape[0], len(key.score_ids)
+    n, s = rows.size, len(key.score_ids)
     if checked.not_asked is None:
         return np.zeros((n, s), dtype=bool)
-    direct = _count_per_score(checked.not_asked, key) >= key.n_items
+    direct = _count_per_score(checked.not_asked[rows], key) >= key.n_items
     extra = np.zeros((n, len(key.derived)), dtype=bool)
     return np.column_stack([direct, extra])
 

@@ -127,24 +127,38 @@ def _column_checks(
         raw = coerced
     integer_typed = pd.api.types.is_integer_dtype(raw.dtype)
     out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
-    gaps = np.zeros(0, dtype=bool) if integer_typed else np.isnan(out)
-    if gaps.size:
+    gaps = None if integer_typed else np.isnan(out)
+    if gaps is not None:
         gap_rows |= gaps
+    on_grid = not np.isnan(step) and step == 1 and float(low).is_integer()
+    if on_grid and not _whole_numbers_off_scale(out, low, high, gaps).any():
+        return problems  # the common case, settled in a few passes
     outside = (out < low) | (out > high)  # NaN compares False: gaps pass
     if outside.any():
         problems.append((outside, f"outside the scale {_fmt(low)}..{_fmt(high)}"))
-    if not np.isnan(step) and not (integer_typed and step == 1 and float(low).is_integer()):
-        if step == 1 and float(low).is_integer():
-            off_grid = np.rint(out) != out
-            if gaps.size:
-                off_grid &= ~gaps
-        else:
-            steps = (out - low) / step
-            off_grid = np.abs(steps - np.rint(steps)) > 1e-9
+    if not np.isnan(step) and not (integer_typed and on_grid):
+        steps = out - low if step == 1 else (out - low) / step
+        off_grid = np.abs(steps - np.rint(steps)) > 1e-9  # NaN compares False: gaps pass
         if off_grid.any():
             rule = "not a whole number" if step == 1 else f"not a multiple of {_fmt(step)}"
             problems.append((off_grid & ~outside, rule))
     return problems
+
+
+def _whole_numbers_off_scale(
+    values: FloatArray, low: float, high: float, gaps: BoolArray | None
+) -> BoolArray:
+    """Cells that are not a whole number in low..high (gaps excluded), in four passes.
+
+    Rounding then clipping leaves a value unchanged exactly when it is a whole number on
+    the scale; NaN never equals itself, so gaps are flagged and then removed.
+    """
+    snapped = np.rint(values)
+    np.clip(snapped, low, high, out=snapped)
+    off: BoolArray = snapped != values
+    if gaps is not None:
+        off ^= gaps  # gaps are all flagged above, so XOR clears exactly them
+    return off
 
 
 def _skip_logic(values: FloatArray, invalid: BoolArray, key: CompiledKey) -> BoolArray | None:
