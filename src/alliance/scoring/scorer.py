@@ -97,7 +97,7 @@ def score(
         raise ScoringError(f"errors must be 'raise' or 'flag', not {errors!r}")
     frame = prepare_columns(data, key, columns)
     checked = check_answers(frame, key)
-    if errors == "raise" and len(checked.issues):
+    if errors == "raise" and checked.issues is not None:
         raise ScoringInputError(inst.id, checked.issues.drop(columns="position"))
     values, computed, missing_counts = _compute(checked, key, metric)
     result = _assemble(frame, key, values, computed, missing_counts, checked, metric)
@@ -235,7 +235,7 @@ def _status(
         return _categorical(codes, [OK])
     bad = gap_rows[keep]
     text: StringArray = np.full(bad.size, "", dtype=StringDType())
-    if invalid_rows.any():
+    if checked.issues is not None:
         _add_invalid_reasons(text, bad, checked.issues)
     missing, problem, plain = missing[keep], problem[keep], ~invalid_rows[keep]
     direct = len(key.score_ids) - len(key.derived)

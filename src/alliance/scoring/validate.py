@@ -17,7 +17,6 @@ from alliance.scoring.keys import CompiledKey, FloatArray
 
 BoolArray = npt.NDArray[np.bool_]
 
-ISSUE_COLUMNS = ["row", "column", "value", "rule"]
 MAX_LISTED = 20
 
 
@@ -76,7 +75,7 @@ class CheckedAnswers:
     invalid: BoolArray  # (n, p)
     gap_rows: BoolArray  # (n,) rows with any unanswered, invalid or not-asked cell
     not_asked: BoolArray | None  # (n, p) skipped by design (asked_if), or None
-    issues: pd.DataFrame  # row, column, value, rule for every invalid cell
+    issues: pd.DataFrame | None  # position, row, column, value, rule per invalid cell
 
     @property
     def complete(self) -> bool:
@@ -105,7 +104,7 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
                 rules[index].append((answered_anyway[:, index], "answered although not asked"))
             invalid |= answered_anyway
         gap_rows |= not_asked.any(axis=1)
-    issues = _no_issues()
+    issues = None
     if any(rules.values()) and invalid.any():
         issues = _issue_table(frame, key, invalid, rules)
         values[invalid] = np.nan
@@ -126,7 +125,10 @@ def _column_checks(
             problems.append((not_number, "not a number"))
         raw = coerced
     integer_typed = pd.api.types.is_integer_dtype(raw.dtype)
-    out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(raw.dtype, np.dtype):  # plain NumPy column: NaN already marks gaps
+        out[:] = raw.to_numpy()
+    else:  # pandas' nullable dtypes mark gaps with NA
+        out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
     gaps = None if integer_typed else np.isnan(out)
     if gaps is not None:
         gap_rows |= gaps
@@ -198,10 +200,6 @@ def _issue_table(
                 )
     table = pd.concat(parts, ignore_index=True).sort_values(["position", "column"], kind="stable")
     return table.reset_index(drop=True)
-
-
-def _no_issues() -> pd.DataFrame:
-    return pd.DataFrame({"position": pd.Series(dtype=np.int64), **{c: [] for c in ISSUE_COLUMNS}})
 
 
 def _fmt(x: float) -> str:
