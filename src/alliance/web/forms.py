@@ -247,7 +247,7 @@ def score_batch(
     table = _answer_table(rows)
     if not form.scorable:
         issues = check_answers(table, compile_key(inst)).issues
-        bad = _issues_by_row(instrument_id, issues)
+        bad = {} if issues is None else _issues_by_row(instrument_id, issues)
         return [
             bad.get(i)
             or Scored(items=_items(rows[i]), scores=unkeyed_total(inst, form.respondent, rows[i]))
@@ -270,8 +270,11 @@ def score_batch(
         c for c in (result.columns if result is not None else []) if c.startswith(inst.id + "_")
     ]
     records: dict[Any, dict[Any, Any]] = {}
-    if result is not None:
-        records = dict(zip(result.index, result[columns].to_dict("records"), strict=True))
+    if result is not None:  # plain arrays: DataFrame.to_dict costs more than the scoring
+        arrays = {c: result[c].to_numpy(dtype=object) for c in columns}
+        records = {
+            label: {c: arrays[c][k] for c in columns} for k, label in enumerate(result.index)
+        }
     out: list[Scored | SubmissionInvalid] = []
     for i, row in enumerate(rows):
         if i in bad:
