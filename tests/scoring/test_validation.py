@@ -121,3 +121,13 @@ def test_empty_table_gives_empty_scores() -> None:
     scored = score(wai_sr(rows=0), "wai_sr")
     assert len(scored) == 0
     assert "wai_sr_total" in scored.columns
+
+
+def test_nullable_integer_columns_with_gaps_are_prorated() -> None:
+    # pandas' Int64 marks gaps with NA; one missing bond item is prorated like a NaN.
+    df = wai_sr(rows=2, value=4).astype({f"wai_sr_{i}": "Int64" for i in range(1, 13)})
+    df.loc[0, "wai_sr_3"] = pd.NA
+    df.loc[1, "wai_sr_3"] = 2
+    scored = score(df, "wai_sr")
+    assert scored.wai_sr_bond.tolist() == [4.0, 3.5]  # (4+4+4)/3 and (2+4+4+4)/4
+    assert scored.wai_sr_status.tolist() == ["ok", "ok"]

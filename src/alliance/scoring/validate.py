@@ -86,16 +86,26 @@ class CheckedAnswers:
 def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
     """Convert the item columns to floats and check every cell against its item's scale."""
     n, p = len(frame), len(key.columns)
-    # Fortran order: each item column is one contiguous run, written and checked in place.
-    values = np.empty((n, p), dtype=np.float64, order="F")
-    invalid = np.zeros((n, p), dtype=bool, order="F")
+    items = frame[list(key.columns)]
     gap_rows = np.zeros(n, dtype=bool)
     rules: dict[int, list[tuple[BoolArray, str]]] = {}
-    for j, column in enumerate(key.columns):
-        problems = _column_checks(frame[column], values[:, j], gap_rows, key, j)
-        for mask, _rule in problems:
+    # Fortran order: each item column is one contiguous run, checked (and later reversed)
+    # in place. Plain NumPy columns convert in one step; others column by column.
+    if all(isinstance(d, np.dtype) and d.kind in "iuf" for d in items.dtypes):
+        values = np.array(items.to_numpy(dtype=np.float64), order="F", copy=True)
+        integer_typed = [d.kind in "iu" for d in items.dtypes]
+    else:
+        values = np.empty((n, p), dtype=np.float64, order="F")
+        integer_typed = [
+            _convert_column(items.iloc[:, j], values[:, j], rules, j) for j in range(p)
+        ]
+    invalid = np.zeros((n, p), dtype=bool, order="F")
+    for j in range(p):
+        rules.setdefault(j, []).extend(
+            _check_column(values[:, j], gap_rows, key, j, integer_typed[j])
+        )
+        for mask, _rule in rules[j]:
             invalid[:, j] |= mask
-        rules[j] = problems
     not_asked = _skip_logic(values, invalid, key)
     if not_asked is not None:
         answered_anyway = not_asked & ~np.isnan(values)
@@ -112,23 +122,27 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
     return CheckedAnswers(values, invalid, gap_rows, not_asked, issues)
 
 
-def _column_checks(
-    raw: pd.Series, out: FloatArray, gap_rows: BoolArray, key: CompiledKey, j: int
-) -> list[tuple[BoolArray, str]]:
-    """Write one item column into ``out`` as floats, mark its gaps, return broken rules."""
-    problems: list[tuple[BoolArray, str]] = []
-    low, high, step = key.low[j], key.high[j], key.step[j]
+def _convert_column(
+    raw: pd.Series, out: FloatArray, rules: dict[int, list[tuple[BoolArray, str]]], j: int
+) -> bool:
+    """Write a text, boolean or nullable column into ``out`` as floats (NaN for gaps and
+    for what is not a number, which is recorded as a broken rule); True if integer-typed."""
     if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
         coerced = pd.to_numeric(raw, errors="coerce")
         not_number = (coerced.isna() & raw.notna()).to_numpy(dtype=bool)
         if not_number.any():
-            problems.append((not_number, "not a number"))
+            rules[j] = [(not_number, "not a number")]
         raw = coerced
-    integer_typed = pd.api.types.is_integer_dtype(raw.dtype)
-    if isinstance(raw.dtype, np.dtype):  # plain NumPy column: NaN already marks gaps
-        out[:] = raw.to_numpy()
-    else:  # pandas' nullable dtypes mark gaps with NA
-        out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    out[:] = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.api.types.is_integer_dtype(raw.dtype) and not raw.hasnans
+
+
+def _check_column(
+    out: FloatArray, gap_rows: BoolArray, key: CompiledKey, j: int, integer_typed: bool
+) -> list[tuple[BoolArray, str]]:
+    """Mark one item column's gaps in ``gap_rows`` and return the rules its cells break."""
+    problems: list[tuple[BoolArray, str]] = []
+    low, high, step = key.low[j], key.high[j], key.step[j]
     gaps = None if integer_typed else np.isnan(out)
     if gaps is not None:
         gap_rows |= gaps
