@@ -224,6 +224,11 @@ def infer_instrument(columns: Sequence[object], candidates: Sequence[CompiledKey
     """The instrument whose item columns the table holds (all of them, most items first).
 
     Raises ``ScoringError`` naming what is missing when no instrument matches completely.
+
+    >>> from alliance.scoring import compile_key
+    >>> keys = [compile_key(i) for i in ("wai_sr", "srs")]
+    >>> infer_instrument(["id", "srs_1", "srs_2", "srs_3", "srs_4"], keys)
+    'srs'
     """
     names = {str(c) for c in columns}
     complete = [k for k in candidates if set(k.columns) <= names]
