@@ -170,6 +170,12 @@ def test_admin_creates_users_and_patients_with_schedules(sqlite_clinic: Clinic) 
         "/admin/patients", {"code": "NEW-2", "therapist_id": str(t3_id), "schedule": ["xyz:a"]}
     )
     assert unknown.status_code == 422 and "schedule: unknown instrument form" in unknown.text
+    researcher_id = str(sqlite_clinic.users["res"])
+    not_a_therapist = browser.post(
+        "/admin/patients", {"code": "NEW-3", "therapist_id": researcher_id, "schedule": []}
+    )
+    assert not_a_therapist.status_code == 422
+    assert "therapist_id: not a therapist" in not_a_therapist.text
     assert "NEW-1" in t3.get("/caseload").text
     with sqlite_clinic.db.read() as s:
         new_id = next(p.id for p in repo.patients_for(s, repo.user_by_name(s, "t3")))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from alliance.instruments import list_instruments
 from alliance.store import repo
@@ -100,6 +101,14 @@ def create_user(
     return ctx.redirect("/admin")
 
 
+def _therapist(s: Session, user_id: int) -> User:
+    """The therapist a patient is assigned to; any other account is refused."""
+    therapist = s.get(User, user_id)
+    if therapist is None or therapist.role != "therapist":
+        raise ValueError("therapist_id: not a therapist")
+    return therapist
+
+
 @router.post("/admin/patients", response_class=HTMLResponse)
 def create_patient(
     code: str = Form(""),
@@ -116,9 +125,7 @@ def create_patient(
     try:
         specs = parse_schedule(schedule, every)
         with ctx.db.write() as s:
-            therapist = s.get(User, therapist_id)
-            if therapist is None:
-                raise ValueError("therapist_id: no such user")
+            therapist = _therapist(s, therapist_id)
             patient = repo.create_patient(s, code, therapist, specs, language.strip() or "en")
             repo.audit(s, admin, "create", "patient", patient.id, patient_id=patient.id)
     except ValueError as exc:
@@ -144,10 +151,7 @@ def update_schedule(
             patient = repo.get_patient(s, patient_id)
             repo.set_schedule(s, patient, specs)
             if therapist_id is not None:
-                therapist = s.get(User, therapist_id)
-                if therapist is None or therapist.role != "therapist":
-                    raise ValueError("therapist_id: not a therapist")
-                patient.therapist_id = therapist.id
+                patient.therapist_id = _therapist(s, therapist_id).id
             repo.audit(s, admin, "update", "schedule", patient.id, patient_id=patient.id)
     except repo.NotFound:
         raise HTTPException(404, "No such patient.") from None
