@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from e2e_support import CHROMIUM, PASSWORD, SECRET, Server
+from live_server import free_port, start_server
 
 from alliance.store import repo
 from alliance.web.app import create_app
 from alliance.web.security import hash_password
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed(url: str) -> int:
@@ -46,36 +35,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{home / 'clinic.db'}"
     patient_id = _seed(url)
-    port = _free_port()
+    port = free_port()
     env = {
-        **os.environ,
         "ALLIANCE_DATABASE_URL": url,
         "ALLIANCE_SECRET_KEY": SECRET,
         "ALLIANCE_HOME": str(home),
         # This clinic schedules the post-session rupture questions and opts in to their alerts.
         "ALLIANCE_ALERTS_ALLOW_UNVERIFIED": "1",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "alliance.web.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_server(port, env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
     yield Server(base, patient_id)
     proc.terminate()
     proc.wait(timeout=10)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import free_port, start_server
 from sqlalchemy import select
 from webclinic import SECRET, full_answers, seed
 
@@ -25,45 +23,9 @@ from alliance.web.security import Signer
 N_LINKS = 300
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(url: str, port: int, home: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ALLIANCE_DATABASE_URL": url,
-        "ALLIANCE_SECRET_KEY": SECRET,
-        "ALLIANCE_HOME": str(home),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "alliance.web.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(
-        f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-    )
+def start_clinic(url: str, port: int, home: Path) -> subprocess.Popen[bytes]:
+    env = {"ALLIANCE_DATABASE_URL": url, "ALLIANCE_SECRET_KEY": SECRET, "ALLIANCE_HOME": str(home)}
+    return start_server(port, env)
 
 
 @pytest.mark.slow
@@ -78,7 +40,7 @@ def test_every_acknowledged_submission_survives_sigkill(database_url: str, tmp_p
     app.state.db.dispose()
     signer = Signer(SECRET)
     port = free_port()
-    server = start_server(database_url, port, tmp_path)
+    server = start_clinic(database_url, port, tmp_path)
     acknowledged: list[str] = []
     lock = threading.Lock()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -108,7 +70,7 @@ def test_every_acknowledged_submission_survives_sigkill(database_url: str, tmp_p
     assert server.returncode == -signal.SIGKILL
     assert 40 <= len(acknowledged) < N_LINKS, "the kill must land during the burst"
 
-    restarted = start_server(database_url, free_port(), tmp_path)
+    restarted = start_clinic(database_url, free_port(), tmp_path)
     try:
         check = create_app(database_url, secret_key=SECRET, migrate_db=False)
         with check.state.db.read() as s:
