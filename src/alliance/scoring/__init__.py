@@ -8,10 +8,11 @@
 """
 
 from alliance.scoring.keys import CompiledKey, compile_key
-from alliance.scoring.scorer import UnverifiedKeyWarning, score
+from alliance.scoring.scorer import UnverifiedKeyWarning, ValueScores, score, score_values
 from alliance.scoring.validate import (
     ScoringError,
     ScoringInputError,
+    check_values,
     describe_issues,
     infer_instrument,
 )
@@ -21,8 +22,11 @@ __all__ = [
     "ScoringError",
     "ScoringInputError",
     "UnverifiedKeyWarning",
+    "ValueScores",
+    "check_values",
     "compile_key",
     "describe_issues",
     "infer_instrument",
     "score",
+    "score_values",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -19,12 +20,14 @@ from numpy import strings
 from numpy.dtypes import StringDType
 
 from alliance.instruments import Instrument, get_instrument, list_instruments
+from alliance.instruments.schema import Form
 from alliance.scoring.keys import BoolArrayLike, CompiledKey, FloatArray, IntArray, compile_key
 from alliance.scoring.validate import (
     CheckedAnswers,
     ScoringError,
     ScoringInputError,
     check_answers,
+    check_values,
     infer_instrument,
     prepare_columns,
 )
@@ -34,6 +37,7 @@ ErrorMode = Literal["raise", "flag"]
 OK = "ok"
 ROUNDING = 12
 StringArray = npt.NDArray[Any]
+Status = tuple[npt.NDArray[np.int32], list[str]]  # a code per row, the messages
 
 
 class UnverifiedKeyWarning(UserWarning):
@@ -84,6 +88,74 @@ def score(
     0         p1          4.0           4.0            ok
     """
     key = _resolve_key(data, instrument, columns)
+    chosen_form, metric = _options(key, form, metric, errors)
+    frame = prepare_columns(data, key, columns)
+    checked = check_answers(frame, key)
+    if errors == "raise" and checked.issues is not None:
+        raise ScoringInputError(key.instrument.id, checked.issues.drop(columns="position"))
+    scores, status = _score_checked(checked, key, metric)
+    result = _assemble(frame, key, scores, status)
+    _flag_unverified(result, key, chosen_form.id, metric)
+    return result
+
+
+@dataclass(frozen=True)
+class ValueScores:
+    """What :func:`score_values` returns: per row the scores and a status.
+
+    ``scores`` is (n, s) with one column per name in ``columns``; ``status[i]`` is ``"ok"``
+    or why row i's scores are missing; ``issues`` lists every invalid answer (as
+    :class:`ScoringInputError` does) or is None; ``key_status`` gives each score's key
+    level, so an unverified key is never silent.
+    """
+
+    columns: tuple[str, ...]
+    scores: FloatArray
+    status: list[str]
+    issues: pd.DataFrame | None
+    key_status: dict[str, str]
+
+
+def score_values(
+    answers: npt.ArrayLike,
+    instrument: str | Instrument,
+    form: str | None = None,
+    metric: Metric | None = None,
+) -> ValueScores:
+    """Score an (n, p) matrix of answers, items in the instrument's order (NaN or None
+    where unanswered), with the same checks and arithmetic as :func:`score`.
+
+    For callers that score a few rows at a time (the clinic scores each submitted form):
+    there, building and reading data frames costs many times the scoring itself. Invalid
+    answers never raise; they are listed in ``issues`` and their rows left unscored, as with
+    ``errors="flag"``.
+
+    Example
+    -------
+    >>> result = score_values([[4] * 12, [5] * 11 + [9]], "wai_sr")
+    >>> result.columns
+    ('wai_sr_goal', 'wai_sr_task', 'wai_sr_bond', 'wai_sr_total')
+    >>> result.scores[0].tolist(), result.status
+    ([4.0, 4.0, 4.0, 4.0], ['ok', 'not scored: wai_sr_12=9 outside the scale 1..5'])
+    """
+    key = compile_key(instrument)
+    _form, metric = _options(key, form, metric, "flag")
+    checked = check_values(answers, key)
+    scores, (codes, categories) = _score_checked(checked, key, metric)
+    inst = key.instrument
+    return ValueScores(
+        columns=tuple(f"{inst.id}_{s}" for s in key.score_ids),
+        scores=scores,
+        status=[categories[c] for c in codes.tolist()],
+        issues=checked.issues,
+        key_status={s: inst.get_score(s).key_status for s in key.score_ids},
+    )
+
+
+def _options(
+    key: CompiledKey, form: str | None, metric: Metric | None, errors: ErrorMode
+) -> tuple[Form, Metric]:
+    """The chosen form and metric, after checking the options and that the key scores."""
     inst = key.instrument
     chosen_form = inst.get_form(form) if form is not None else inst.forms[0]
     if not chosen_form.scorable:
@@ -95,14 +167,15 @@ def score(
         raise ScoringError(f"metric must be 'mean' or 'sum', not {metric!r}")
     if errors not in ("raise", "flag"):
         raise ScoringError(f"errors must be 'raise' or 'flag', not {errors!r}")
-    frame = prepare_columns(data, key, columns)
-    checked = check_answers(frame, key)
-    if errors == "raise" and checked.issues is not None:
-        raise ScoringInputError(inst.id, checked.issues.drop(columns="position"))
+    return chosen_form, metric
+
+
+def _score_checked(
+    checked: CheckedAnswers, key: CompiledKey, metric: Metric
+) -> tuple[FloatArray, Status]:
+    """Scores (n, s) and status codes with their messages, from checked answers."""
     values, computed, missing_counts = _compute(checked, key, metric)
-    result = _assemble(frame, key, values, computed, missing_counts, checked, metric)
-    _flag_unverified(result, key, chosen_form.id, metric)
-    return result
+    return values, _status(key, computed, missing_counts, checked)
 
 
 def _resolve_key(
@@ -197,42 +270,40 @@ def _derived_totals(
 
 
 def _assemble(
-    frame: pd.DataFrame,
-    key: CompiledKey,
-    values: FloatArray,
-    computed: BoolArrayLike,
-    missing: FloatArray,
-    checked: CheckedAnswers,
-    metric: Metric,
+    frame: pd.DataFrame, key: CompiledKey, values: FloatArray, status: Status
 ) -> pd.DataFrame:
     inst_id = key.instrument.id
     item_columns = set(key.columns)
     kept = {c: frame[c] for c in frame.columns if c not in item_columns}
     values = np.asfortranarray(values)  # contiguous columns: no copy per column below
     scores = {f"{inst_id}_{s}": values[:, j] for j, s in enumerate(key.score_ids)}
-    status = {f"{inst_id}_status": _status(key, computed, missing, checked)}
-    return pd.DataFrame({**kept, **scores, **status}, index=frame.index, copy=False)
+    codes, categories = status
+    categorical = pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+    return pd.DataFrame(
+        {**kept, **scores, f"{inst_id}_status": categorical}, index=frame.index, copy=False
+    )
 
 
 def _status(
     key: CompiledKey, computed: BoolArrayLike, missing: FloatArray, checked: CheckedAnswers
-) -> pd.Categorical:
+) -> Status:
     """'ok', or per row why its scores were not computed.
 
-    A categorical column: one code per row, each distinct message stored once. Messages are
-    built with vectorised string operations over the problem rows only.
+    One code per row into a list of messages, each distinct message stored once (a
+    categorical column). Messages are built with vectorised string operations over the
+    problem rows only.
     """
     n = computed.shape[0]
     codes = np.zeros(n, dtype=np.int32)
     if checked.complete:
-        return _categorical(codes, [OK])
+        return codes, [OK]
     # Only rows with gaps can have a problem: work on those (and ``missing`` is theirs).
     gap_rows = np.flatnonzero(checked.gap_rows)
     problem = ~computed[gap_rows] & ~_not_applicable(key, checked, gap_rows)
     invalid_rows = np.any(checked.invalid[gap_rows], axis=1)
     keep = problem.any(axis=1) | invalid_rows
     if not keep.any():
-        return _categorical(codes, [OK])
+        return codes, [OK]
     bad = gap_rows[keep]
     text: StringArray = np.full(bad.size, "", dtype=StringDType())
     if checked.issues is not None:
@@ -252,11 +323,7 @@ def _status(
         text[rows] = _join(text[rows], reason)
     found, messages = pd.factorize(text.astype(object))
     codes[bad] = found + 1
-    return _categorical(codes, [OK, *messages])
-
-
-def _categorical(codes: npt.NDArray[np.integer[Any]], categories: list[str]) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+    return codes, [OK, *messages.tolist()]
 
 
 def _add_invalid_reasons(text: StringArray, bad: IntArray, issues: pd.DataFrame) -> None:

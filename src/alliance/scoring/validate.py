@@ -6,7 +6,7 @@ boolean mask of invalid cells plus, only where needed, a table of the offending 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +87,6 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
     """Convert the item columns to floats and check every cell against its item's scale."""
     n, p = len(frame), len(key.columns)
     items = frame[list(key.columns)]
-    gap_rows = np.zeros(n, dtype=bool)
     rules: dict[int, list[tuple[BoolArray, str]]] = {}
     # Fortran order: each item column is one contiguous run, checked (and later reversed)
     # in place. Plain NumPy columns convert in one step; others column by column.
@@ -99,6 +98,61 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
         integer_typed = [
             _convert_column(items.iloc[:, j], values[:, j], rules, j) for j in range(p)
         ]
+
+    def raw(j: int, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
+        return items.iloc[rows, j].to_numpy(dtype=object)
+
+    return _check_cells(values, integer_typed, rules, key, frame.index, raw)
+
+
+def check_values(answers: npt.ArrayLike, key: CompiledKey) -> CheckedAnswers:
+    """Check an (n, p) matrix of answers in the key's column order (NaN or None where
+    unanswered) with the same rules as :func:`check_answers`, without building a table.
+
+    Rows are labelled 0..n-1 in ``issues``. Numbers take the fast path; a matrix holding
+    text is converted column by column, and text that is not a number is an issue.
+
+    >>> from alliance.scoring import compile_key
+    >>> key = compile_key("srs")
+    >>> check_values([[8, 9, 10, 7], [8, 9, 11, 7]], key).issues[["row", "column", "rule"]]
+       row column                rule
+    0    1  srs_3  outside the scale 0..10
+    """
+    raw_matrix = np.asarray(answers)
+    if raw_matrix.ndim != 2 or raw_matrix.shape[1] != len(key.columns):
+        raise ScoringError(
+            f"answers: must be a matrix with {len(key.columns)} columns "
+            f"({key.columns[0]} .. {key.columns[-1]}), not shape {raw_matrix.shape}"
+        )
+    n, p = raw_matrix.shape
+    rules: dict[int, list[tuple[BoolArray, str]]] = {}
+    if raw_matrix.dtype.kind in "iuf":
+        values = np.array(raw_matrix, dtype=np.float64, order="F", copy=True)
+    else:
+        values = np.empty((n, p), dtype=np.float64, order="F")
+        for j in range(p):
+            _convert_column(pd.Series(raw_matrix[:, j], dtype=object), values[:, j], rules, j)
+
+    def raw(j: int, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
+        cells: npt.NDArray[np.object_] = raw_matrix[rows, j].astype(object)
+        return cells
+
+    return _check_cells(values, [False] * p, rules, key, pd.RangeIndex(n), raw)
+
+
+def _check_cells(
+    values: FloatArray,
+    integer_typed: Sequence[bool],
+    rules: dict[int, list[tuple[BoolArray, str]]],
+    key: CompiledKey,
+    labels: pd.Index,
+    raw: Callable[[int, npt.NDArray[np.intp]], npt.NDArray[np.object_]],
+) -> CheckedAnswers:
+    """Check the converted answers (``values``, Fortran order, owned by this call) cell by
+    cell; ``rules`` holds what conversion already found, ``raw(j, rows)`` gives the answers
+    as given, for the issue table."""
+    n, p = values.shape
+    gap_rows = np.zeros(n, dtype=bool)
     invalid = np.zeros((n, p), dtype=bool, order="F")
     for j in range(p):
         rules.setdefault(j, []).extend(
@@ -116,7 +170,7 @@ def check_answers(frame: pd.DataFrame, key: CompiledKey) -> CheckedAnswers:
         gap_rows |= not_asked.any(axis=1)
     issues = None
     if any(rules.values()) and invalid.any():
-        issues = _issue_table(frame, key, invalid, rules)
+        issues = _issue_table(key, rules, labels, raw)
         values[invalid] = np.nan
         gap_rows |= invalid.any(axis=1)
     return CheckedAnswers(values, invalid, gap_rows, not_asked, issues)
@@ -190,14 +244,13 @@ def _skip_logic(values: FloatArray, invalid: BoolArray, key: CompiledKey) -> Boo
 
 
 def _issue_table(
-    frame: pd.DataFrame,
     key: CompiledKey,
-    invalid: BoolArray,
     rules: dict[int, list[tuple[BoolArray, str]]],
+    labels: pd.Index,
+    raw: Callable[[int, npt.NDArray[np.intp]], npt.NDArray[np.object_]],
 ) -> pd.DataFrame:
     parts = []
     for j, problems in rules.items():
-        column = key.columns[j]
         for mask, rule in problems:
             rows = np.flatnonzero(mask)
             if rows.size:
@@ -205,9 +258,9 @@ def _issue_table(
                     pd.DataFrame(
                         {
                             "position": rows,
-                            "row": frame.index[rows],
-                            "column": column,
-                            "value": frame[column].iloc[rows].to_numpy(dtype=object),
+                            "row": labels[rows],
+                            "column": key.columns[j],
+                            "value": raw(j, rows),
                             "rule": rule,
                         }
                     )

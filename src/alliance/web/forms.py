@@ -1,18 +1,20 @@
 """Instrument forms for the web: questions to render, and validation + scoring of answers.
 
-Validation and scoring are the scoring core's (:func:`alliance.score`); this module only
-turns form fields into the one-row table the core expects and its verdict into messages.
+Validation and scoring are the scoring core's (:func:`alliance.scoring.score_values`, the
+same checks and arithmetic as :func:`alliance.score` without the tables, which would cost
+more than the scoring for a few forms); this module only turns form fields into the answer
+matrix the core expects and its verdict into messages.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from alliance.instruments import Instrument, get_instrument
@@ -194,11 +196,13 @@ def _answer_row(inst: Instrument, data: Mapping[str, str]) -> dict[str, object]:
     return row
 
 
-def _answer_table(rows: list[dict[str, object]]) -> pd.DataFrame:
-    """Answers as a table for the core: floats when every answer is a number (its fast
-    path), else text, so that the core itself names the cell and rule ("not a number")."""
+def _answer_matrix(inst: Instrument, rows: list[dict[str, object]]) -> np.ndarray[Any, Any]:
+    """Answers as an (n, p) matrix for the core: floats when every answer is a number (its
+    fast path), else objects, so that the core itself names the cell and rule ("not a
+    number")."""
     numeric = all(v is None or isinstance(v, float) for row in rows for v in row.values())
-    return pd.DataFrame(rows, dtype=float if numeric else object)
+    cells = [[row[c] for c in inst.item_columns] for row in rows]
+    return np.array(cells, dtype=float if numeric else object).reshape(len(rows), -1)
 
 
 def _as_number(raw: str) -> float | str:
@@ -237,50 +241,29 @@ def score_batch(
     Each entry is either the scored answers or a :class:`SubmissionInvalid` naming the
     rejected fields and rules of that submission only.
     """
-    from alliance.scoring import ScoringInputError, score
-    from alliance.scoring.keys import compile_key
-    from alliance.scoring.validate import check_answers
+    from alliance.scoring import check_values, compile_key, score_values
 
     inst = get_instrument(instrument_id)
     form = inst.get_form(form_id)
     rows = [_answer_row(inst, data) for data in batch]
-    table = _answer_table(rows)
+    answers = _answer_matrix(inst, rows)
     if not form.scorable:
-        issues = check_answers(table, compile_key(inst)).issues
+        issues = check_values(answers, compile_key(inst)).issues
         bad = {} if issues is None else _issues_by_row(instrument_id, issues)
         return [
             bad.get(i)
             or Scored(items=_items(rows[i]), scores=unkeyed_total(inst, form.respondent, rows[i]))
             for i in range(len(rows))
         ]
-    bad = {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = score(table, inst.id, form=form_id, errors="raise")
-    except ScoringInputError as exc:
-        bad = _issues_by_row(instrument_id, exc.issues)
-        good = [i for i in range(len(rows)) if i not in bad]
-        result = None
-        if good:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = score(table.iloc[good], inst.id, form=form_id, errors="raise")
-    columns = [
-        c for c in (result.columns if result is not None else []) if c.startswith(inst.id + "_")
-    ]
-    records: dict[Any, dict[Any, Any]] = {}
-    if result is not None:  # plain arrays: DataFrame.to_dict costs more than the scoring
-        arrays = {c: result[c].to_numpy(dtype=object) for c in columns}
-        records = {
-            label: {c: arrays[c][k] for c in columns} for k, label in enumerate(result.index)
-        }
+    result = score_values(answers, inst, form=form_id)
+    bad = {} if result.issues is None else _issues_by_row(instrument_id, result.issues)
     out: list[Scored | SubmissionInvalid] = []
-    for i, row in enumerate(rows):
+    for i, (row, values) in enumerate(zip(rows, result.scores.tolist(), strict=True)):
         if i in bad:
             out.append(bad[i])
             continue
-        scores = {c: _value(v) for c, v in records[i].items()}
+        scores: dict[str, Any] = {c: _clean(v) for c, v in zip(result.columns, values, strict=True)}
+        scores[f"{inst.id}_status"] = result.status[i]
         out.append(Scored(items=_items(row), scores=scores))
     return out
 
@@ -305,12 +288,6 @@ def unkeyed_total(inst: Instrument, respondent: str, items: Mapping[str, object]
     total = _clean(score_therapist_form(frame, inst.id).iloc[0])
     status = "total only: all-item mean, no published key for this form"
     return {f"{inst.id}_total": total, f"{inst.id}_status": status}
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, str):
-        return value
-    return _clean(value)
 
 
 def _items(row: Mapping[str, object]) -> dict[str, float | None]:
