@@ -204,7 +204,10 @@ def _compute(
     x = checked.values
     for j in key.reversed_columns:
         np.subtract(key.low[j] + key.high[j], x[:, j], out=x[:, j])
-    scores = x @ (key.membership / key.n_items if metric == "mean" else key.membership)
+    weights = key.membership / key.n_items if metric == "mean" else key.membership
+    # x @ weights, computed as (weights.T @ x.T).T so that the result is Fortran-ordered:
+    # each score column is contiguous, and the output table takes it without a copy.
+    scores = (weights.T @ x.T).T
     computed: BoolArrayLike = np.ones(scores.shape, dtype=bool)
     missing = np.zeros((0, scores.shape[1]))
     if not checked.complete:

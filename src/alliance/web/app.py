@@ -104,8 +104,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _add_handlers(app)
     _warm_up()
+    app.include_router(patient.router)  # first: the busiest route is matched soonest
     app.include_router(pages.router)
-    app.include_router(patient.router)
     app.include_router(admin.router)
     app.include_router(reports.router)
     app.include_router(api.router)
