@@ -44,3 +44,26 @@ def test_one_batch_keeps_each_submission_apart(clinic: Clinic) -> None:
     with clinic.db.read() as s:
         assert s.scalar(select(func.count(Response.id))) == 4  # two links x two forms
         repo.open_link(s, bad)  # the rejected submission left its link usable
+
+
+def second_link(clinic: Clinic, token: str) -> str:
+    """Another link (e.g. a kiosk link issued later) for the session of ``token``."""
+    with clinic.db.write() as s:
+        return repo.issue_link(s, repo.open_link(s, token).session)
+
+
+def test_a_session_takes_its_client_forms_once_across_links(clinic: Clinic) -> None:
+    first = new_link(clinic)
+    second, third = second_link(clinic, first), second_link(clinic, first)
+    writer = clinic.app.state.writer
+    assert isinstance(writer.process(jobs([(first, full_answers())]))[0], Stored)
+    # a later batch, and two links of one session within one batch
+    assert writer.process(jobs([(second, full_answers(2))])) == [LinkProblem("done")]
+    other = new_link(clinic)
+    fourth = second_link(clinic, other)
+    outcomes = writer.process(jobs([(other, full_answers(3)), (fourth, full_answers(5))]))
+    assert isinstance(outcomes[0], Stored)
+    assert outcomes[1] == LinkProblem("done")
+    with clinic.db.read() as s:
+        assert s.scalar(select(func.count(Response.id))) == 4  # two sessions x two forms
+        repo.open_link(s, third)  # refused links stay unused (nothing was consumed)

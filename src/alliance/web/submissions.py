@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from alliance.store import repo
@@ -59,6 +59,9 @@ _LINKS = (
         ScheduleEntry.instrument_id,
         ScheduleEntry.form_id,
         ScheduleEntry.every,
+        exists()
+        .where(Response.session_id == Link.session_id, Response.respondent == "client")
+        .label("answered"),
     )
     .join(TherapySession, Link.session_id == TherapySession.id)
     .join(Patient, TherapySession.patient_id == Patient.id)
@@ -68,10 +71,6 @@ _LINKS = (
     )
     .where(Link.token_hash.in_(bindparam("hashes", expanding=True)))
     .order_by(Link.id, ScheduleEntry.id)
-)
-_ANSWERED = select(Response.session_id).where(
-    Response.session_id.in_(bindparam("sessions", expanding=True)),
-    Response.respondent == "client",
 )
 _CONSUME = (
     update(Link)
@@ -131,6 +130,7 @@ class _LinkInfo:
     patient_id: int
     language: str
     kiosk: bool
+    answered: bool  # the session's client forms are already in
     entries: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -216,7 +216,8 @@ class SubmissionWriter:
 
     def _links(self, s: Session, hashes: list[str]) -> dict[str, _LinkInfo | str]:
         """Usable links by token hash (with the client forms due), or the reason not;
-        one query (links, sessions, patients and their client schedule)."""
+        one query (links, sessions, patients, their client schedule and whether the
+        session's client forms are already in)."""
         now = utcnow()
         found: dict[str, _LinkInfo | str] = {h: "unknown" for h in hashes}
         for row in s.connection().execute(_LINKS, {"hashes": list(found)}):
@@ -228,7 +229,13 @@ class SubmissionWriter:
                 info = found[row.token_hash]
                 if not isinstance(info, _LinkInfo):
                     info = _LinkInfo(
-                        row.id, row.session_id, row.number, row.patient_id, row.language, row.kiosk
+                        row.id,
+                        row.session_id,
+                        row.number,
+                        row.patient_id,
+                        row.language,
+                        row.kiosk,
+                        bool(row.answered),
                     )
                     found[row.token_hash] = info
                 due = row.entry_id is not None and (row.number - 1) % max(row.every, 1) == 0
@@ -274,13 +281,11 @@ class SubmissionWriter:
     ) -> None:
         """Consume the links, insert responses and audit entries (caller's transaction)."""
         infos = {i: links[batch[i].token_hash] for i in scored}
-        sessions = {info.session_id for info in infos.values() if isinstance(info, _LinkInfo)}
         conn = s.connection()
-        done = set(conn.execute(_ANSWERED, {"sessions": list(sessions)}).scalars())
         wanted: dict[int, int] = {}
         for i, info in infos.items():
             assert isinstance(info, _LinkInfo)
-            if info.session_id in done or info.session_id in wanted.values():
+            if info.answered or info.session_id in wanted.values():
                 outcomes[i] = LinkProblem("done")
             else:
                 wanted[i] = info.session_id
