@@ -10,7 +10,9 @@ client in the same run:
   endpoint's is the figure of merit (target >= 0.30);
 * paced: ``--clients`` patients each submit once at a random moment within ``--window``
   seconds (open loop, the realistic after-session pattern): p50/p99 latency (target p99 <
-  50 ms).
+  50 ms);
+* service time: the submission writer handling one submission alone, in this process
+  (no HTTP, no client): the server-side cost inside each paced latency.
 
 Every request is bounded (fixed counts, 10 s timeout); nothing leaves 127.0.0.1.
 
@@ -241,10 +243,35 @@ async def paced(port: int, tokens: list[str], window: float, seed: int = 1) -> R
     return out
 
 
+def service_time(url: str, tokens: list[str]) -> tuple[float, float]:
+    """Median and p90 milliseconds the submission writer spends on one submission alone (a
+    batch of one: link look-up, scoring, storing, durable commit), in this process: the
+    server-side cost behind the paced latencies, without HTTP or the client."""
+    from alliance.store.db import Database
+    from alliance.store.repo import hash_token
+    from alliance.web.app import _warm_up
+    from alliance.web.submissions import SubmissionWriter, _Job
+
+    db = Database(url)
+    _warm_up()
+    writer, loop = SubmissionWriter(db), asyncio.new_event_loop()
+    times = []
+    for k, token in enumerate(tokens):
+        job = _Job(token, payload(token), "link", loop, loop.create_future(), hash_token(token))
+        started = time.perf_counter()
+        writer.process([job])
+        if k >= 50:  # the first ones warm caches and prepared statements
+            times.append((time.perf_counter() - started) * 1000)
+    loop.close()
+    db.dispose()
+    times.sort()
+    return times[len(times) // 2], times[int(0.9 * len(times))]
+
+
 # -- one database ----------------------------------------------------------------------------
 def run(label: str, url: str, args: argparse.Namespace, home: Path) -> dict[str, float]:
-    n_sat, n_paced = args.requests, args.clients
-    tokens = prepare(url, n_sat + n_paced + 200)
+    n_sat, n_paced, n_alone = args.requests, args.clients, 350
+    tokens = prepare(url, n_sat + n_paced + 200 + n_alone)
     env = {
         **os.environ,
         "ALLIANCE_DATABASE_URL": url,
@@ -261,12 +288,17 @@ def run(label: str, url: str, args: argparse.Namespace, home: Path) -> dict[str,
         asyncio.run(saturate(bare_port, [f"w{k}" for k in range(200)], 20))
         sat = asyncio.run(saturate(app_port, tokens[200 : 200 + n_sat], args.clients))
         base = asyncio.run(saturate(bare_port, [f"b{k}" for k in range(n_sat)], args.clients))
-        pace = asyncio.run(paced(app_port, tokens[200 + n_sat :], args.window))
+        pace = asyncio.run(
+            paced(app_port, tokens[200 + n_sat : 200 + n_sat + n_paced], args.window)
+        )
     finally:
         for proc in (app, bare):
             proc.terminate()
             proc.wait(timeout=10)
+    alone_p50, alone_p90 = service_time(url, tokens[-n_alone:])
     figures = {
+        "alone_p50": alone_p50,
+        "alone_p90": alone_p90,
         "sat_rps": sat.throughput,
         "sat_p50": sat.pct(50),
         "sat_p99": sat.pct(99),
@@ -303,6 +335,10 @@ def report(label: str, f: dict[str, float], args: argparse.Namespace) -> None:
         f"{f['paced_rps_offered']:.0f} req/s offered): p50 {f['paced_p50']:.1f} ms, "
         f"p90 {f['paced_p90']:.1f} ms, p99 {f['paced_p99']:.1f} ms, max {f['paced_max']:.1f} ms "
         f"({verdict} the 50 ms target)"
+    )
+    print(
+        f"service time, one submission alone (in-process writer): p50 {f['alone_p50']:.1f} ms, "
+        f"p90 {f['alone_p90']:.1f} ms"
     )
     print(f"load average during the run: {os.getloadavg()[0]:.2f} (shared machine)")
     if f["failures"]:
