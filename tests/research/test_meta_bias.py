@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from metafor_refs import COMPUTED, DATA, EXTRA
 
 from alliance.research.meta import (
     MetaInputError,
@@ -21,9 +21,6 @@ from alliance.research.meta import (
     trimfill,
 )
 
-DATA = Path(__file__).parents[1] / "data" / "meta"
-COMPUTED = json.loads((DATA / "metafor_computed.json").read_text())
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
 BCG = pd.read_csv(DATA / "dat.bcg.escalc_RR.csv")
 HACK = pd.read_csv(DATA / "dat.hackshaw1998.csv")
 MOLLOY = pd.read_csv(DATA / "dat.molloy2014.csv")
@@ -181,41 +178,30 @@ def test_leave1out_knha_bcg() -> None:
         np.testing.assert_allclose(got[ours], exp[theirs], rtol=1e-6, err_msg=ours)
 
 
-def test_influence_molloy() -> None:
-    # Expected: metafor 3.8-1 influence(rma(REML, threshold 1e-12)) on dat.molloy2014,
-    # metafor_extra.json "molloy_influence"
-    exp = EXTRA["molloy_influence"]
-    got = influence(rma(MZ["yi"], MZ["vi"]))
-    for ours, theirs in [
-        ("rstudent", "rstudent"),
-        ("dffits", "dffits"),
-        ("cook_d", "cook_d"),
-        ("cov_r", "cov_r"),
-        ("tau2_del", "tau2_del"),
-        ("qe_del", "QE_del"),
-        ("hat", "hat"),
-        ("weight", "weight"),
-        ("dfbs_intrcpt", "dfbs"),
-    ]:
-        np.testing.assert_allclose(got[ours], exp[theirs], rtol=1e-6, err_msg=ours)
-    assert got["influential"].tolist() == [bool(x) for x in exp["inf"]]
+SHARED_INFLUENCE = ["rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "hat"]
 
 
-def test_influence_meta_regression_knha() -> None:
-    # Expected: metafor 3.8-1 influence(rma(yi, vi, mods = ~ ablat, test="knha")) on dat.bcg,
-    # metafor_extra.json "bcg_ablat_knha_influence"
-    exp = EXTRA["bcg_ablat_knha_influence"]
-    got = influence(rma(BCG["yi"], BCG["vi"], mods=BCG[["ablat"]], test="knha"))
-    for ours, theirs in [
-        ("rstudent", "rstudent"),
-        ("dffits", "dffits"),
-        ("cook_d", "cook_d"),
-        ("cov_r", "cov_r"),
-        ("tau2_del", "tau2_del"),
-        ("hat", "hat"),
-        ("dfbs_intrcpt", "dfbs_intrcpt"),
-        ("dfbs_ablat", "dfbs_ablat"),
-    ]:
+@pytest.mark.parametrize(
+    ("case", "fit", "columns"),
+    [
+        # Expected: metafor 3.8-1 influence(rma(REML, threshold 1e-12)) on dat.molloy2014
+        (
+            "molloy_influence",
+            lambda: rma(MZ["yi"], MZ["vi"]),
+            {"qe_del": "QE_del", "weight": "weight", "dfbs_intrcpt": "dfbs"},
+        ),
+        # Expected: metafor 3.8-1 influence(rma(yi, vi, mods = ~ ablat, test="knha")) on dat.bcg
+        (
+            "bcg_ablat_knha_influence",
+            lambda: rma(BCG["yi"], BCG["vi"], mods=BCG[["ablat"]], test="knha"),
+            {"dfbs_intrcpt": "dfbs_intrcpt", "dfbs_ablat": "dfbs_ablat"},
+        ),
+    ],
+)
+def test_influence_matches_metafor(case: str, fit: Any, columns: dict[str, str]) -> None:
+    exp = EXTRA[case]  # metafor_extra.json
+    got = influence(fit())
+    for ours, theirs in [*((c, c) for c in SHARED_INFLUENCE), *columns.items()]:
         np.testing.assert_allclose(got[ours], exp[theirs], rtol=1e-6, err_msg=ours)
     assert got["influential"].tolist() == [bool(x) for x in exp["inf"]]
 

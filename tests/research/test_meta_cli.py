@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from metafor_refs import COMPUTED, DATA, TIGHT
 
-DATA = Path(__file__).parents[1] / "data" / "meta"
-TIGHT = json.loads((DATA / "metafor_computed_tight.json").read_text())
-COMPUTED = json.loads((DATA / "metafor_computed.json").read_text())
 ALLIANCE = str(Path(sys.executable).parent / "alliance")
 CONTRACT = (
     "k",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from metafor_refs import DATA, EXTRA
 
 from alliance.research.meta import (
     MetaInputError,
@@ -18,13 +16,6 @@ from alliance.research.meta import (
     smd,
     z_to_r,
 )
-
-DATA = Path(__file__).parents[1] / "data" / "meta"
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
-UPSTREAM = {
-    c["id"]: c
-    for c in json.loads((DATA / "metafor_upstream_test_expectations.json").read_text())["cases"]
-}
 
 
 def test_fisher_z_matches_escalc_zcor() -> None:

@@ -7,19 +7,15 @@ dense matrix algebra independent of the package's closed-form engine.
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from metafor_refs import EXTRA
 
 from alliance.research.meta import rma, rma_batch
-
-DATA = Path(__file__).parents[1] / "data" / "meta"
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
 
 RATIO_Y = [0.2, 0.5, -0.1, 0.9, 0.4, 0.3]
 RATIO_V = [1e-6, 1e2, 1e-4, 10, 1e-2, 1]  # largest / smallest = 1e8

@@ -8,22 +8,12 @@ Reference files (copied from ../shared/oracles into tests/data/meta):
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from metafor_refs import COMPUTED, DATA, EXTRA, TIGHT, UPSTREAM
 
 from alliance.research.meta import MetaInputError, fisher_z, predict, rma, wald_test
-
-DATA = Path(__file__).parents[1] / "data" / "meta"
-COMPUTED = json.loads((DATA / "metafor_computed.json").read_text())
-TIGHT = json.loads((DATA / "metafor_computed_tight.json").read_text())
-UPSTREAM = {
-    c["id"]: c
-    for c in json.loads((DATA / "metafor_upstream_test_expectations.json").read_text())["cases"]
-}
 
 BCG = pd.read_csv(DATA / "dat.bcg.escalc_RR.csv")
 RAUD = pd.read_csv(DATA / "dat.raudenbush1985.csv")
@@ -125,9 +115,6 @@ def test_bcg_exp_predictions() -> None:
     p = predict(res, [[1.0]]).iloc[0]
     got = np.exp([p["pred"], p["ci_lower"], p["ci_upper"], p["pi_lower"], p["pi_upper"]])
     np.testing.assert_allclose(got, COMPUTED["dat.bcg"]["REML"]["exp_pred"], rtol=1e-4)
-
-
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
 
 
 @pytest.mark.parametrize(("name", "data"), [("molloy", MZ), ("bcg", BCG)])

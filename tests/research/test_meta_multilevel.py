@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from metafor_refs import COMPUTED, DATA, EXTRA, TIGHT
 
 from alliance.research.meta import MetaInputError, rma_mv, robust
 
-DATA = Path(__file__).parents[1] / "data" / "meta"
-COMPUTED = json.loads((DATA / "metafor_computed.json").read_text())
-TIGHT = json.loads((DATA / "metafor_computed_tight.json").read_text())
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
 KONST = pd.read_csv(DATA / "dat.konstantopoulos2011.csv")
 ASSINK = pd.read_csv(DATA / "dat.assink2016.csv")
 

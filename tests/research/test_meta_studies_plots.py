@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from metafor_refs import DATA, EXTRA, TIGHT
 
 from alliance.research.meta import (
     MetaInputError,
@@ -24,9 +22,6 @@ from alliance.research.meta import (
     trimfill,
 )
 
-DATA = Path(__file__).parents[1] / "data" / "meta"
-TIGHT = json.loads((DATA / "metafor_computed_tight.json").read_text())
-EXTRA = json.loads((DATA / "metafor_extra.json").read_text())
 MOLLOY = pd.read_csv(DATA / "dat.molloy2014.csv")
 
 
