@@ -204,28 +204,19 @@ def _stable_general(batch: Batch, w: FloatArray) -> tuple[FloatArray, FloatArray
     return np.array([np.sum(a * a)]), np.array([np.sum(g * g)])
 
 
-def trace_p(batch: Batch, mo: Moments) -> FloatArray:
-    """``tr(P)``."""
+def traces(batch: Batch, mo: Moments) -> tuple[FloatArray, FloatArray]:
+    """``tr(P)`` and ``tr(PP)``, computed together (the REML score needs both)."""
     stable = _stable_general(batch, mo.w)
     if stable is not None:
-        return stable[0]
+        return stable
     if batch.intercept_only:
-        return _traces_1(mo.w)[0]
-    c = mo.ainv @ _xtdx(batch, mo.w**2)
-    return np.asarray(mo.w.sum(axis=1) - _trace(c), dtype=np.float64)
-
-
-def trace_pp(batch: Batch, mo: Moments) -> FloatArray:
-    """``tr(PP)``."""
-    stable = _stable_general(batch, mo.w)
-    if stable is not None:
-        return stable[1]
-    if batch.intercept_only:
-        return _traces_1(mo.w)[1]
+        return _traces_1(mo.w)
     c2 = mo.ainv @ _xtdx(batch, mo.w**2)
     c3 = mo.ainv @ _xtdx(batch, mo.w**3)
     cc = np.einsum("bij,bji->b", c2, c2)
-    return np.asarray((mo.w**2).sum(axis=1) - 2.0 * _trace(c3) + cc, dtype=np.float64)
+    tr_p = mo.w.sum(axis=1) - _trace(c2)
+    tr_pp = (mo.w**2).sum(axis=1) - 2.0 * _trace(c3) + cc
+    return np.asarray(tr_p, dtype=np.float64), np.asarray(tr_pp, dtype=np.float64)
 
 
 # --------------------------------------------------------------------- non-iterative
@@ -233,7 +224,7 @@ def trace_pp(batch: Batch, mo: Moments) -> FloatArray:
 
 def _dl(batch: Batch) -> FloatArray:
     mo = wls(batch, batch.m / batch.v)
-    t = (mo.ypy - (batch.k - batch.p)) / trace_p(batch, mo)
+    t = (mo.ypy - (batch.k - batch.p)) / traces(batch, mo)[0]
     return np.maximum(t, 0.0)
 
 
@@ -340,8 +331,8 @@ def _derivs(batch: Batch, tau2: FloatArray, ml: bool) -> tuple[FloatArray, ...]:
     if ml:
         sw2 = (mo.w**2).sum(axis=1)
         return mo.yppy - mo.w.sum(axis=1), sw2, 2 * ypppy - sw2
-    trpp = trace_pp(batch, mo)
-    return mo.yppy - trace_p(batch, mo), trpp, 2 * ypppy - trpp
+    trp, trpp = traces(batch, mo)
+    return mo.yppy - trp, trpp, 2 * ypppy - trpp
 
 
 def _bisect_score(batch: Batch, ml: bool) -> FloatArray:

@@ -203,7 +203,7 @@ def _deletion_fits(res: MetaResult) -> _Deleted:
         i2 = np.maximum(0.0, 100 * (qe - dfree) / qe)
         h2 = qe / dfree
     else:
-        vt = dfree / eng.trace_p(batch, fe)
+        vt = dfree / eng.traces(batch, fe)[0]
         i2, h2 = 100 * tau2 / (vt + tau2), (vt + tau2) / vt
     return _Deleted(tau2, mo.beta, mo.ainv * s2w[:, None, None], s2w, qe, i2, h2)
 

@@ -218,7 +218,7 @@ def _typical_v(batch: eng.Batch) -> tuple[float, float]:
     """QE and metafor's 'typical' within-study variance (k - p) / tr(P_FE)."""
     fe = eng.wls(batch, batch.m / batch.v)
     qe = float(fe.ypy[0])
-    vt = float((batch.k[0] - batch.p) / eng.trace_p(batch, fe)[0])
+    vt = float((batch.k[0] - batch.p) / eng.traces(batch, fe)[0][0])
     return qe, vt
 
 
@@ -281,7 +281,7 @@ def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str, tau2: float) -> flo
     if method == "ML":
         return math.sqrt(2.0 / float((w**2).sum()))
     if method == "REML":
-        return math.sqrt(2.0 / float(eng.trace_pp(batch, mo)[0]))
+        return math.sqrt(2.0 / float(eng.traces(batch, mo)[1][0]))
     if method in ("PM", "EB"):
         return math.sqrt(2 * k**2 / (k - p) / float(w.sum()) ** 2)
     if method in ("DL", "HS"):
