@@ -1,4 +1,4 @@
-"""Alerts: reasons with numbers, guidance with sources, unverified keys kept quiet."""
+"""Alert episodes: reasons with numbers, guidance with sources, unverified keys kept quiet."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.dynamics import AlertSettings, Norms, compute_alerts, load_guidance
+from alliance.dynamics import AlertSettings, Norms, alert_episodes, load_guidance
 
 
 def srs_table() -> pd.DataFrame:
@@ -20,20 +20,22 @@ def srs_table() -> pd.DataFrame:
     )
 
 
-def test_srs_cutoff_and_low_early_alliance() -> None:
-    out = compute_alerts(srs_table(), "srs_total", instrument="srs")
-    below = out[out["kind"] == "below_cutoff"]
-    assert below[["patient_id", "session"]].values.tolist() == [["a", 1], ["a", 2]]
-    early = out[out["kind"] == "low_early_alliance"].iloc[0]
-    assert early["value"] == pytest.approx((30 + 33 + 38) / 3)
-    assert early["threshold"] == 36 and early["session"] == 3
-    assert "33.67" in early["reason"] and "36" in early["reason"]
-    assert set(out["therapist_id"]) == {"t1"}
-    assert (out["key_status"] == "verified").all()
+def test_srs_cutoff_is_one_episode_early_in_treatment() -> None:
+    out = alert_episodes(srs_table(), "srs_total", instrument="srs")
+    [row] = out.itertuples()
+    assert (row.patient_id, row.kind, row.opened_session, row.closed_session) == (
+        "a",
+        "below_cutoff",
+        1,
+        3,
+    )
+    assert row.threshold == 36 and row.value == 33.0  # the latest value while open
+    assert "early in treatment" in row.reason and "below the cutoff 36" in row.reason
+    assert row.therapist_id == "t1" and row.key_status == "verified"
 
 
-def test_every_alert_carries_guidance_and_sources() -> None:
-    out = compute_alerts(srs_table(), "srs_total", instrument="srs")
+def test_every_episode_carries_guidance_and_sources() -> None:
+    out = alert_episodes(srs_table(), "srs_total", instrument="srs")
     assert out["guidance"].str.len().min() > 50
     assert out["sources"].str.contains("doi|Journal", regex=True).all()
     guide = load_guidance()
@@ -49,15 +51,18 @@ def test_unverified_key_keeps_alerts_off_unless_allowed() -> None:
             "wai_total": [6.0, 6.0, 6.0, 6.0, 2.0, 2.0],
         }
     )
-    quiet = compute_alerts(t, "wai_total")
+    norms = Norms(sd=0.8, reliability=0.9, source="test")
+    quiet = alert_episodes(t, "wai_total", norms=norms)
     assert quiet.empty
     assert any("unverified" in n for n in quiet.attrs["notices"])
-    loud = compute_alerts(t, "wai_total", settings=AlertSettings(allow_unverified=True))
-    assert "unrepaired_rupture" in set(loud["kind"]) or "rupture" in set(loud["kind"])
+    loud = alert_episodes(
+        t, "wai_total", norms=norms, settings=AlertSettings(allow_unverified=True)
+    )
+    assert set(loud["kind"]) == {"rupture"}
     assert (loud["key_status"] == "unverified").all()
 
 
-def test_reliable_drop_with_norms_and_unrepaired_rupture() -> None:
+def test_reliable_drop_numbers() -> None:
     t = pd.DataFrame(
         {
             "patient_id": ["a"] * 8,
@@ -66,28 +71,11 @@ def test_reliable_drop_with_norms_and_unrepaired_rupture() -> None:
         }
     )
     norms = Norms(sd=0.5, reliability=0.8, source="test")  # critical drop 0.6198
-    out = compute_alerts(t, "wai_sr_total", norms=norms)
-    drop = out[out["kind"] == "reliable_drop"].iloc[0]
-    assert drop["session"] == 5 and drop["value"] == pytest.approx(1.0)
-    assert drop["threshold"] == pytest.approx(1.959964 * 0.5 * np.sqrt(2) * np.sqrt(0.2), rel=1e-5)
-    unrepaired = out[out["kind"] == "unrepaired_rupture"].iloc[0]
-    assert unrepaired["severity"] == "high" and unrepaired["session"] == 8
-
-
-def test_rating_discrepancy() -> None:
-    t = pd.DataFrame(
-        {
-            "patient_id": ["a", "a", "b", "b"],
-            "session": [1, 2, 1, 2],
-            "wai_sr_total": [4.0, 4.2, 3.0, 4.4],
-            "t_total": [4.1, 4.2, 4.6, 4.4],
-        }
-    )
-    out = compute_alerts(t, "wai_sr_total", therapist_score="t_total")
-    gap = out[out["kind"] == "rating_discrepancy"]
-    # SD of patient scores = sqrt(1.16 / 3) = 0.6218; only b/1 differs by 1.6 >= 0.6218
-    assert gap[["patient_id", "session"]].values.tolist() == [["b", 1]]
-    assert "higher" in gap["reason"].iloc[0]
+    [row] = alert_episodes(t, "wai_sr_total", norms=norms).itertuples()
+    assert row.opened_session == 5 and row.value == pytest.approx(1.0)
+    # Jacobson & Truax (1991): z x SD x sqrt(2) x sqrt(1 - r)
+    assert row.threshold == pytest.approx(1.959964 * 0.5 * np.sqrt(2) * np.sqrt(0.2), rel=1e-5)
+    assert row.severity == "high" and row.escalated_session == 8  # not repaired in 3 sessions
 
 
 def test_self_reported_rupture_needs_permission() -> None:
@@ -101,14 +89,15 @@ def test_self_reported_rupture_needs_permission() -> None:
             "psq_3": [np.nan, 2, np.nan],
         }
     )
-    assert "self_reported_rupture" not in set(compute_alerts(t, "wai_sr_total")["kind"])
-    out = compute_alerts(t, "wai_sr_total", settings=AlertSettings(allow_unverified=True))
-    row = out[out["kind"] == "self_reported_rupture"].iloc[0]
-    assert row["session"] == 2 and row["severity"] == "warning"
-    assert "intensity 4" in row["reason"] and row["key_status"] == "unverified"
+    assert alert_episodes(t, "wai_sr_total").empty
+    out = alert_episodes(t, "wai_sr_total", settings=AlertSettings(allow_unverified=True))
+    [row] = out.itertuples()
+    assert (row.kind, row.opened_session, row.closed_session) == ("self_reported_rupture", 2, 3)
+    assert row.severity == "high"  # intensity 4 of 5
+    assert "intensity 4" in row.reason and row.key_status == "unverified"
 
 
-def test_clinic_percentile_for_low_early_alliance() -> None:
+def test_retrospective_low_early_alliance_uses_the_data_percentile() -> None:
     rng = np.random.default_rng(0)
     early = rng.normal(4.0, 0.4, 40)
     t = pd.DataFrame(
@@ -118,8 +107,8 @@ def test_clinic_percentile_for_low_early_alliance() -> None:
             "wai_sr_total": np.repeat(early, 3),
         }
     )
-    out = compute_alerts(t, "wai_sr_total")
-    low = out[out["kind"] == "low_early_alliance"]
+    assert alert_episodes(t, "wai_sr_total").empty  # prospective: no reference, not judged
+    out = alert_episodes(t, "wai_sr_total", prospective=False)
     cut = np.percentile(early, 10)
-    assert sorted(low["patient_id"]) == sorted(np.flatnonzero(early < cut))
-    assert low["threshold"].iloc[0] == pytest.approx(cut)
+    assert sorted(out["patient_id"]) == sorted(np.flatnonzero(early < cut))
+    assert out["threshold"].iloc[0] == pytest.approx(cut)

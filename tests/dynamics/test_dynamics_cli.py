@@ -72,15 +72,16 @@ def test_ruptures_from_item_level_file(clinic: Path, tmp_path: Path) -> None:
     events = pd.read_csv(out)
     assert set(events["method"]) == {"strauss2006", "self_report"}
     assert set(events["repaired"]) <= {"yes", "no", "not yet"}
-    # the same events as the API on the scored table
-    from alliance.dynamics import detect_ruptures
+    # the same events as the API on the scored table, with the norms the CLI estimated
+    # automatically (36 patients with items >= 30)
+    from alliance.dynamics import detect_ruptures, estimate_norms
     from alliance.simulate import simulate_scored
 
-    api = detect_ruptures(
-        simulate_scored(6, 6, seed=3, therapist_form=True, post_session_questions=True).sessions,
-        "wai_sr_total",
-        "strauss2006",
-    )
+    scored = simulate_scored(6, 6, seed=3, therapist_form=True, post_session_questions=True)
+    items = [f"wai_sr_{i}" for i in range(1, 13)]
+    norms = estimate_norms(scored.sessions, "wai_sr_total", item_columns=items)
+    assert "norms for wai_sr_total" in result.stderr
+    api = detect_ruptures(scored.sessions, "wai_sr_total", "strauss2006", norms=norms)
     assert len(api) == (events["method"] == "strauss2006").sum()
 
 
@@ -99,8 +100,27 @@ def test_alerts_with_therapist_rating_and_estimated_norms(clinic: Path, tmp_path
     assert result.returncode == 0, result.stderr
     alerts = pd.read_json(io.StringIO(result.stdout))
     assert {"reason", "guidance", "sources", "severity"} <= set(alerts.columns)
-    assert "reliable_drop" in set(alerts["kind"])
+    assert "rupture" in set(alerts["kind"])
+    assert {"opened_session", "closed_session", "state", "close_reason"} <= set(alerts.columns)
     assert "norms for wai_sr_total" in result.stderr
+    # one episode per event: never two alerts opened at the same session for one drop
+    opened = alerts.groupby(["patient_id", "opened_session", "kind"]).size()
+    assert opened.max() == 1
+
+
+def test_flat_series_gives_no_rupture_from_the_default_command(tmp_path: Path) -> None:
+    path = tmp_path / "flat.csv"
+    flat = [4.5, 4.6, 4.4, 4.5, 4.6, 4.4, 4.5, 4.6, 4.4, 4.5]
+    pd.DataFrame({"patient_id": "p", "session": range(1, 11), "wai_sr_total": flat}).to_csv(
+        path, index=False
+    )
+    for command in ("ruptures", "alerts"):
+        result = run(command, path, "--score", "wai_sr_total", "--format", "json", home=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert pd.read_json(io.StringIO(result.stdout)).empty, command
+        assert "measurement error unknown" in result.stderr
+    result = run("ruptures", path, "--score", "wai_sr_total", "--prospective", home=tmp_path)
+    assert "prospective detection" in result.stderr
 
 
 def test_scored_input_with_score_column(tmp_path: Path) -> None:

@@ -206,8 +206,16 @@ class TestErrors:
             detect_ruptures(bad, "s", "strauss2006")
 
     def test_all_selects_available_methods(self) -> None:
+        # without norms the measurement error is unknown: no score-based method by default
         out = detect_ruptures(series(TestVShape.V), "s")
-        assert sorted(set(out["method"])) == ["stiles2004", "strauss2006"]
+        assert out.empty and out.attrs["notices"]
+        with_norms = detect_ruptures(series(TestVShape.V), "s", norms=Norms(0.5, 0.8, "t"))
+        assert sorted(set(with_norms["method"])) == [
+            "gumz2012",
+            "rci_drop",
+            "stiles2004",
+            "strauss2006",
+        ]
 
 
 def test_any_partition_by_patient_gives_the_same_events() -> None:

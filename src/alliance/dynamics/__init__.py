@@ -1,4 +1,6 @@
-"""Alliance over time: reliable change, trajectories, rupture–repair detection and alerts.
+"""Alliance over time: reliable change, trajectories, rupture–repair detection, alert
+episodes and one status per patient (prospective: each session judged with the data of
+that day).
 
 Pure analytics on long session tables (``patient_id, session, <score>``); no I/O. Every
 function is vectorised across patients: rows are sorted by patient and session once and
@@ -15,33 +17,54 @@ Example
 """
 
 from alliance.dynamics._series import DynamicsInputError
-from alliance.dynamics.alerts import ALERT_COLUMNS, AlertSettings, compute_alerts, load_guidance
+from alliance.dynamics.alerts import AlertSettings, load_guidance
+from alliance.dynamics.episodes import (
+    EPISODE_COLUMNS,
+    alert_episodes,
+    episodes_as_of,
+    workflow_status,
+)
+from alliance.dynamics.monitor import Monitoring, monitor
 from alliance.dynamics.reliable_change import (
+    MIN_PATIENTS_FOR_NORMS,
     Norms,
+    clinic_norms,
     cronbach_alpha,
     estimate_norms,
     instrument_norms,
     reliable_change,
+    reliable_drop_threshold,
     s_diff,
 )
 from alliance.dynamics.ruptures import CRITERIA, METHODS, criteria_table, detect_ruptures
+from alliance.dynamics.status import STATUS_COLUMNS, STATUS_LEVELS, patient_status
 from alliance.dynamics.trajectories import summarize_trajectories
 
 __all__ = [
-    "ALERT_COLUMNS",
     "CRITERIA",
+    "EPISODE_COLUMNS",
     "METHODS",
+    "MIN_PATIENTS_FOR_NORMS",
+    "STATUS_COLUMNS",
+    "STATUS_LEVELS",
     "AlertSettings",
     "DynamicsInputError",
+    "Monitoring",
     "Norms",
-    "compute_alerts",
+    "alert_episodes",
+    "clinic_norms",
     "criteria_table",
     "cronbach_alpha",
     "detect_ruptures",
+    "episodes_as_of",
     "estimate_norms",
     "instrument_norms",
     "load_guidance",
+    "monitor",
+    "patient_status",
     "reliable_change",
+    "reliable_drop_threshold",
     "s_diff",
     "summarize_trajectories",
+    "workflow_status",
 ]

@@ -128,6 +128,29 @@ class Series:
         """Row index of each patient's last scored session."""
         return self.starts + self.sizes - 1
 
+    def expanding_sd_through(self, values: FloatArray, min_n: int = 3) -> FloatArray:
+        """Sample SD of the patient's values up to and including each row (prospective).
+
+        NaN where fewer than ``min_n`` values are known. Deviations from the patient's first
+        value keep the running sums small, so the variance does not cancel catastrophically.
+        """
+        if values.size == 0:
+            return np.zeros(0)
+        dev = values - values[self.starts][self.code]
+        n = (self.position + 1).astype(np.float64)
+        s1 = self._within(np.cumsum(dev))
+        s2 = self._within(np.cumsum(dev * dev))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (s2 - s1 * s1 / n) / (n - 1)
+        sd = np.sqrt(np.maximum(var, 0.0))
+        sd[n < max(min_n, 2)] = np.nan
+        return np.asarray(sd, dtype=np.float64)
+
+    def _within(self, cumulative: FloatArray) -> FloatArray:
+        """Turn a cumulative sum over all rows into one that restarts at each patient."""
+        before = np.concatenate(([0.0], cumulative[:-1]))[self.starts]
+        return np.asarray(cumulative - before[self.code], dtype=np.float64)
+
     def expanding_mean_before(self, values: FloatArray) -> FloatArray:
         """Mean of all earlier observed values of the same patient (NaN on first rows)."""
         before = np.cumsum(values)

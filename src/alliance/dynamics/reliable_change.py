@@ -11,7 +11,14 @@ Clinical Psychology, 59*(1), 12–19. doi:10.1037/0022-006X.59.1.12
 
 Norms (``SD`` and ``r``) come from the instrument file (its ``norms`` table) or, on request,
 from the user's own data: the SD of each patient's first observed score and Cronbach's
-alpha of the items at that first session.
+alpha of the items at that first session. :func:`clinic_norms` is the clinic's rule for
+choosing between them (and when there is not yet enough data to estimate them).
+
+The same numbers give the **measurement-error bound** that every default rupture method
+respects: a fall between two sessions counts only when it reaches the reliable-change
+threshold ``z x S_diff`` (:func:`reliable_drop_threshold`). We use reliable change rather
+than the standard error of measurement because a drop is a *difference* of two scores, each
+with its own error; ``S_diff = sqrt(2) x SEM`` is the error of that difference.
 
 Example
 -------
@@ -21,8 +28,9 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,15 +39,25 @@ from alliance.dynamics._series import DynamicsInputError, FloatArray, prepare_se
 from alliance.instruments import Instrument
 
 Z_95 = 1.959963984540054
+# Our threshold, not a published one: with fewer first sessions, alpha and the SD (and so
+# the reliable-change threshold) move too much from one new patient to the next.
+MIN_PATIENTS_FOR_NORMS = 30
 
 
 @dataclass(frozen=True)
 class Norms:
-    """Reference SD and reliability of one score, and where they came from."""
+    """Reference SD and reliability of one score, where they came from, and (when known)
+    the mean of the reference sample (used for a clinic-relative low-alliance threshold).
+
+    >>> n = Norms(0.6, 0.9, "example", mean=3.9)
+    >>> Norms.from_dict(n.to_dict()) == n
+    True
+    """
 
     sd: float
     reliability: float
     source: str
+    mean: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.sd > 0 and np.isfinite(self.sd)):
@@ -53,6 +71,40 @@ class Norms:
     @property
     def s_diff(self) -> float:
         return s_diff(self.sd, self.reliability)
+
+    @property
+    def sem(self) -> float:
+        """Standard error of measurement, ``SD x sqrt(1 - r)``."""
+        return float(self.sd * np.sqrt(1.0 - self.reliability))
+
+    def to_dict(self) -> dict[str, float | str | None]:
+        """Plain values for storing the norms (the clinic freezes the first it gets)."""
+        return {
+            "sd": self.sd,
+            "reliability": self.reliability,
+            "source": self.source,
+            "mean": self.mean,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Norms:
+        """Norms from :meth:`to_dict`'s values."""
+        mean = data.get("mean")
+        return cls(
+            float(data["sd"]),
+            float(data["reliability"]),
+            str(data["source"]),
+            None if mean is None else float(mean),
+        )
+
+
+def reliable_drop_threshold(norms: Norms, z: float = Z_95) -> float:
+    """Smallest fall between two scores that measurement error does not explain.
+
+    >>> round(reliable_drop_threshold(Norms(0.6, 0.9, "example")), 3)  # 1.96 x 0.268
+    0.526
+    """
+    return float(z * norms.s_diff)
 
 
 def s_diff(sd: float, reliability: float) -> float:
@@ -72,7 +124,7 @@ def instrument_norms(
     for norm in instrument.norms:
         sd, reliability = norm.sd, norm.reliability
         if norm.score == score_id and norm.metric == wanted and sd and reliability is not None:
-            return Norms(sd, reliability, f"{instrument.short_name} norm: {norm.source}")
+            return Norms(sd, reliability, f"{instrument.short_name} norm: {norm.source}", norm.mean)
     return None
 
 
@@ -116,7 +168,8 @@ def estimate_norms(
     if series.n_patients < 3:
         raise DynamicsInputError("estimating norms needs at least 3 patients with a score")
     first_rows = series.rows[series.starts]
-    sd = float(np.std(series.x[series.starts], ddof=1))
+    first = series.x[series.starts]
+    sd = float(np.std(first, ddof=1))
     if reliability is None:
         if not item_columns:
             raise DynamicsInputError(
@@ -128,7 +181,42 @@ def estimate_norms(
         )
     else:
         origin = "SD estimated from this data (first sessions); reliability given by the user"
-    return Norms(sd, min(reliability, 0.999), origin)
+    return Norms(sd, min(reliability, 0.999), origin, float(np.mean(first)))
+
+
+def clinic_norms(table: pd.DataFrame, instrument_id: str) -> Norms | None:
+    """Norms for reliable change of the instrument's total: the instrument file's, else
+    estimated from the clinic's first sessions once :data:`MIN_PATIENTS_FOR_NORMS` patients
+    have one, else None (then no drop is judged: measurement error is unknown).
+
+    >>> rng = np.random.default_rng(1)
+    >>> person = rng.normal(4, 0.5, (40, 1))
+    >>> items = np.clip(np.rint(person + rng.normal(0, 0.4, (40, 12))), 1, 5)
+    >>> table = pd.DataFrame(items, columns=[f"wai_sr_{i}" for i in range(1, 13)])
+    >>> table.insert(0, "patient_id", range(40))
+    >>> table.insert(1, "session", 1)
+    >>> table["wai_sr_total"] = items.mean(axis=1)
+    >>> norms = clinic_norms(table, "wai_sr")
+    >>> round(norms.reliability, 2), norms.source.startswith("estimated from this data")
+    (0.93, True)
+    >>> clinic_norms(table.head(10), "wai_sr") is None  # too few patients yet
+    True
+    """
+    from alliance.instruments import get_instrument
+
+    inst = get_instrument(instrument_id)
+    published = instrument_norms(inst, "total")
+    if published is not None:
+        return published
+    score, items = f"{instrument_id}_total", list(inst.item_columns)
+    if score not in table.columns or not set(items) <= set(table.columns):
+        return None
+    if table.loc[table[score].notna(), "patient_id"].nunique() < MIN_PATIENTS_FOR_NORMS:
+        return None
+    try:
+        return estimate_norms(table, score, item_columns=items)
+    except DynamicsInputError:
+        return None
 
 
 def classify_rci(rci: FloatArray, z: float = Z_95) -> np.ndarray:

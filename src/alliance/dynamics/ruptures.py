@@ -1,6 +1,6 @@
 """Rupture and repair detection in session-by-session alliance scores.
 
-Four methods, each selectable by name; every event is one output row.
+Five methods, each selectable by name; every event is one output row.
 
 ``stiles2004``
     Session-level V-shaped criterion after Stiles, W. B., Glick, M. J., Osatuke, K.,
@@ -14,6 +14,15 @@ Four methods, each selectable by name; every event is one output row.
     alliance, alliance ruptures, and symptom change in a nonrandomized trial of cognitive
     therapy for avoidant and obsessive-compulsive personality disorders. *Journal of
     Consulting and Clinical Psychology, 74*(2), 337–345. doi:10.1037/0022-006X.74.2.337
+``gumz2012``
+    After Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). Crisis-repair sequences –
+    considerations on the classification and assessment of breaches in the therapeutic
+    relationship. *BMC Medical Research Methodology, 12*, 10. doi:10.1186/1471-2288-12-10.
+    They propose combining the patient's own (intra-individual) variability with the
+    sample's (inter-individual) and taking the stricter threshold: here a drop from the
+    previous scored session of at least ``gumz_sd`` (default 1; they use 1 and 2) times the
+    larger of the patient's SD and the sample SD (``norms.sd``). The repair rule (a return
+    to the pre-rupture session's level) is our convention.
 ``rci_drop``
     A drop below the patient's own running baseline (mean of the earlier sessions, or of
     the last ``baseline_window``) larger than reliable change (Jacobson & Truax 1991).
@@ -44,6 +53,26 @@ piece of it is a parameter:
   return to the pre-rupture score) and the repair window (``repair_within`` sessions,
   default 3);
 * at least 3 scored sessions are needed for a patient SD.
+
+Prospective and retrospective detection
+---------------------------------------
+``prospective=True`` judges each session with the data up to and including that session
+only: the patient SD of ``stiles2004``, ``strauss2006`` and ``gumz2012`` is the SD of the
+scores so far, so a decision about session 5 never changes when session 12 arrives. This is
+what the clinic and ``alliance alerts`` use. ``prospective=False`` (the default of this
+function, for research) uses the SD of the whole series, as a retrospective study would;
+it is labelled so in ``frame.attrs["mode"]``. ``rci_drop`` is prospective in both modes
+(its baseline is the mean of the earlier sessions). Repairs are always observed later, in
+sessions after the rupture.
+
+Measurement error
+-----------------
+With ``norms``, no score-based method reports a drop smaller than the reliable-change
+threshold ``z x S_diff`` (Jacobson & Truax 1991; see
+:func:`alliance.dynamics.reliable_change.reliable_drop_threshold`): each threshold is the
+larger of the method's own and that bound. Without norms the measurement error of the score
+is unknown, so ``method="all"`` runs no score-based method (``attrs["notices"]`` says why);
+naming ``stiles2004`` or ``strauss2006`` explicitly still runs them, without the bound.
 
 Shared conventions (all methods)
 --------------------------------
@@ -82,7 +111,7 @@ from alliance.dynamics._series import (
     prepare_series,
     require_columns,
 )
-from alliance.dynamics.reliable_change import Z_95, Norms
+from alliance.dynamics.reliable_change import Z_95, Norms, reliable_drop_threshold
 
 _EPS = 1e-9
 
@@ -112,6 +141,14 @@ CRITERIA: dict[str, Criterion] = {
         "Strauss et al. (2006), J Consult Clin Psychol 74(2), 337-345, "
         "doi:10.1037/0022-006X.74.2.337",
         "reconstructed: SD-based V-shape and 1 SD per Gumz et al. (2012); exact rules unverified",
+    ),
+    "gumz2012": Criterion(
+        "gumz2012",
+        "drop from the previous scored session >= gumz_sd x the larger of the patient's SD "
+        "and the sample SD; repaired when the score returns to the pre-rupture level",
+        "Gumz et al. (2012), BMC Med Res Methodol 12, 10, doi:10.1186/1471-2288-12-10",
+        "threshold rule confirmed (stricter of intra- and inter-individual SD, at 1 or 2 SD); "
+        "drop reference and repair rule are project conventions",
     ),
     "rci_drop": Criterion(
         "rci_drop",
@@ -170,6 +207,8 @@ def detect_ruptures(
     baseline_window: int | None = None,
     stiles_sd: float = 2.0,
     strauss_sd: float = 1.0,
+    gumz_sd: float = 1.0,
+    prospective: bool = False,
     rupture_col: str | None = None,
     resolution_col: str | None = None,
     intensity_col: str | None = None,
@@ -180,9 +219,11 @@ def detect_ruptures(
     """Detect rupture events with one or more methods; one row per event.
 
     ``method`` is a name from :data:`METHODS`, a list of them, or ``"all"`` (every method
-    whose inputs are present: ``rci_drop`` needs ``norms``; ``self_report`` needs a rupture
-    column). Output columns: ``patient_id, method, rupture_session, score_before, score_at,
-    drop, threshold, repaired, repair_session, sessions_to_repair, intensity``.
+    whose inputs are present: the score-based ones need ``norms``, see "Measurement error"
+    above; ``self_report`` needs a rupture column). ``prospective`` judges each session with
+    the data up to it only. Output columns: ``patient_id, method, rupture_session,
+    score_before, score_at, drop, threshold, repaired, repair_session, sessions_to_repair,
+    intensity``; ``attrs["mode"]`` and ``attrs["notices"]``.
 
     >>> import pandas as pd
     >>> flat = pd.DataFrame({"patient_id": 1, "session": [1, 2, 3, 4],
@@ -192,7 +233,10 @@ def detect_ruptures(
     """
     if repair_within < 1:
         raise DynamicsInputError("repair_within must be at least 1 session")
-    chosen = _choose_methods(sessions, score, method, norms, rupture_col)
+    notices: list[str] = []
+    chosen = _choose_methods(sessions, score, method, norms, rupture_col, notices)
+    multipliers = {"stiles2004": stiles_sd, "strauss2006": strauss_sd, "gumz2012": gumz_sd}
+    sd_rule = _SdRule(norms, z, prospective, multipliers)
     parts: list[tuple[str, _Events]] = []
     series: Series | None = None
     for name in chosen:
@@ -212,11 +256,12 @@ def detect_ruptures(
                 raise DynamicsInputError(f"method {name!r} needs a score column")
             if series is None:
                 series = prepare_series(sessions, score, patient=patient, session=session)
-            events = _score_method(
-                series, name, repair_within, norms, z, baseline_window, stiles_sd, strauss_sd
-            )
+            events = _score_method(series, name, repair_within, sd_rule, baseline_window)
         parts.append((name, events))
-    return _to_frame(parts, patient)
+    frame = _to_frame(parts, patient)
+    frame.attrs["mode"] = "prospective" if prospective else "retrospective"
+    frame.attrs["notices"] = notices
+    return frame
 
 
 def _choose_methods(
@@ -225,12 +270,18 @@ def _choose_methods(
     method: str | Sequence[str],
     norms: Norms | None,
     rupture_col: str | None,
+    notices: list[str],
 ) -> list[str]:
     has_self_report = _find_column(sessions, rupture_col, ("psq_rupture", "psq_1")) is not None
     if method == "all":
-        chosen = [m for m in ("stiles2004", "strauss2006") if score is not None]
-        if norms is not None and score is not None:
-            chosen.append("rci_drop")
+        chosen = []
+        if score is not None and norms is not None:
+            chosen = ["stiles2004", "strauss2006", "gumz2012", "rci_drop"]
+        elif score is not None:
+            notices.append(
+                "no norms (SD, reliability): the score's measurement error is unknown, so no "
+                "score-based method ran; estimate norms from the data or name a method"
+            )
         if has_self_report:
             chosen.append("self_report")
         return chosen
@@ -240,10 +291,15 @@ def _choose_methods(
             raise DynamicsInputError(
                 f"unknown method {name!r}; choose from {', '.join(METHODS)} or 'all'"
             )
-        if name == "rci_drop" and norms is None:
+        if name in ("rci_drop", "gumz2012") and norms is None:
             raise DynamicsInputError(
-                "method 'rci_drop' needs norms (SD and reliability): take them from the "
+                f"method {name!r} needs norms (SD and reliability): take them from the "
                 "instrument file or estimate them from the data"
+            )
+        if name in ("stiles2004", "strauss2006") and norms is None:
+            notices.append(
+                f"{name}: no norms, so no measurement-error bound: drops smaller than the "
+                "score's measurement error can be reported"
             )
         if name == "self_report" and not has_self_report:
             raise DynamicsInputError(
@@ -261,30 +317,55 @@ def _find_column(table: pd.DataFrame, given: str | None, defaults: tuple[str, ..
 
 
 # -- score-based methods --------------------------------------------------------------------
+@dataclass(frozen=True)
+class _SdRule:
+    """What the SD-based methods need: norms (bound, sample SD), z, mode and multipliers."""
+
+    norms: Norms | None
+    z: float
+    prospective: bool
+    multipliers: dict[str, float]
+
+    @property
+    def bound(self) -> float:
+        """The measurement-error bound on any drop (0 without norms)."""
+        return 0.0 if self.norms is None else reliable_drop_threshold(self.norms, self.z)
+
+
 def _score_method(
-    s: Series,
-    name: str,
-    window: int,
-    norms: Norms | None,
-    z: float,
-    baseline_window: int | None,
-    stiles_sd: float,
-    strauss_sd: float,
+    s: Series, name: str, window: int, rule: _SdRule, baseline_window: int | None
 ) -> _Events:
     if name == "rci_drop":
-        assert norms is not None
-        return _rci_drop(s, norms, z, baseline_window, window)
-    multiplier = stiles_sd if name == "stiles2004" else strauss_sd
-    return _sd_drop(s, multiplier, window, rise_of_same_size=name == "stiles2004")
+        assert rule.norms is not None
+        return _rci_drop(s, rule.norms, rule.z, baseline_window, window)
+    return _sd_drop(s, name, rule, window)
 
 
-def _sd_drop(s: Series, multiplier: float, window: int, *, rise_of_same_size: bool) -> _Events:
+def _patient_sd(s: Series, prospective: bool) -> FloatArray:
+    """Per row: the patient's SD as known at that row (NaN with fewer than 3 scores)."""
+    if prospective:
+        return s.expanding_sd_through(s.x, min_n=3)
+    sd = s.sd.copy()
+    sd[s.sizes < 3] = np.nan
+    return np.asarray(s.broadcast(sd), dtype=np.float64)
+
+
+def _sd_drop(s: Series, name: str, rule: _SdRule, window: int) -> _Events:
     x = s.x
-    hit = s.drop_in_sd >= multiplier - _EPS  # NaN (first rows, unusable patients) is False
+    sd = _patient_sd(s, rule.prospective)
+    if name == "gumz2012":
+        assert rule.norms is not None
+        sd = np.fmax(sd, rule.norms.sd)  # the stricter of intra- and inter-individual SD
+        sd[np.isnan(_patient_sd(s, rule.prospective))] = np.nan
+    sd[sd <= 0] = np.nan
+    threshold_rows = np.fmax(rule.multipliers[name] * sd, rule.bound)
+    threshold_rows[np.isnan(sd)] = np.nan
+    drop = s.shift(x) - x  # NaN on first rows: nothing to fall from
+    hit = drop >= threshold_rows - _EPS  # NaN compares False
     idx = np.flatnonzero(hit)
-    threshold = multiplier * s.sd[s.code[idx]]
+    threshold = threshold_rows[idx]
     before = x[idx - 1]
-    target = x[idx] + threshold if rise_of_same_size else before
+    target = x[idx] + threshold if name == "stiles2004" else before
     status, repair = _find_repairs(s, idx, lambda rows, ev: x[rows] >= target[ev] - _EPS, window)
     return _Events(
         s, idx, before, before - x[idx], threshold, status, repair, np.full(idx.size, np.nan)
@@ -300,7 +381,7 @@ def _rci_drop(
         if baseline_window is None
         else rolling_mean_before(s, x, baseline_window)
     )
-    crit = z * norms.s_diff
+    crit = reliable_drop_threshold(norms, z)
     below = baseline - x >= crit - _EPS  # NaN baselines (first sessions) compare False
     # onset: below now, not below at the previous scored session (a first session is never
     # below, so the previous row always belongs to the same patient when it matters)
@@ -367,6 +448,8 @@ def _find_repairs(
     pending = np.flatnonzero(~found)  # events still looking for a repair
     for step in range(1, window + 1):
         pending = pending[room[pending] >= step]
+        if pending.size == 0:
+            break
         rows = idx[pending] + step
         inside = s.session[rows] <= limit[pending]  # later steps are further out: drop them
         pending, rows = pending[inside], rows[inside]
@@ -498,7 +581,7 @@ def criteria_table() -> pd.DataFrame:
     """The methods with their description, source and verification status.
 
     >>> criteria_table()["method"].tolist()
-    ['stiles2004', 'strauss2006', 'rci_drop', 'self_report']
+    ['stiles2004', 'strauss2006', 'gumz2012', 'rci_drop', 'self_report']
     """
     return pd.DataFrame(
         [
