@@ -11,8 +11,17 @@ compare with the injected ruptures:
 * repair agreement = share of matched events where the method's ``repaired == "yes"``
   agrees with the truth (repaired within the data), among events whose window closed.
 
-Norms for ``rci_drop`` are estimated from each simulated clinic (SD of first sessions,
-Cronbach's alpha of the 12 items). Prints a Markdown table.
+Norms for ``rci_drop`` and the bound of every method are estimated from each simulated
+clinic (SD of first sessions, Cronbach's alpha of the 12 items), as the clinic does once 30
+patients have a first session. Detection tables are given for both modes: retrospective
+(whole-series patient SDs) and prospective (each session judged with the data to that day).
+
+The second table replays each clinic *prospectively* through the clinic's monitoring
+(:func:`alliance.dynamics.monitor`, unverified alerts allowed as the demo does: patient and
+therapist forms, post-session questions): alert episodes per 100 sessions, open episodes
+per patient at the end of the data (mean and maximum), precision and recall of the rupture
+episodes against the injected ruptures (same matching rule), and sessions from rupture to
+alert. These numbers describe our simulator, not real clinics.
 
 Run: .venv/bin/python scripts/evaluate_detection.py [--patients-per-therapist N] [--seeds K]
 """
@@ -24,27 +33,87 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from alliance.dynamics import METHODS, detect_ruptures, estimate_norms
+from alliance.dynamics import METHODS, AlertSettings, detect_ruptures, estimate_norms, monitor
 from alliance.simulate import simulate_scored
 
 NOISE_LEVELS = (0.05, 0.09, 0.15, 0.25)  # item noise SD, POMP; 0.09 is the default
 
 
-def evaluate(noise: float, seed: int, therapists: int, per: int, tolerance: int) -> pd.DataFrame:
+ITEMS = [f"wai_sr_{i}" for i in range(1, 13)]
+
+
+def _clinic(
+    noise: float, seed: int, therapists: int, per: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     clinic = simulate_scored(
-        therapists, per, seed=seed, item_noise_sd=noise, post_session_questions=True
+        therapists,
+        per,
+        seed=seed,
+        item_noise_sd=noise,
+        post_session_questions=True,
+        therapist_form=True,
     )
     s = clinic.sessions
-    items = [f"wai_sr_{i}" for i in range(1, 13)]
-    norms = estimate_norms(s, "wai_sr_total", item_columns=items)
-    found = detect_ruptures(s, "wai_sr_total", list(METHODS), norms=norms)
     scored = s.loc[s["wai_sr_total"].notna(), ["patient_id", "session"]]
-    truth = clinic.ruptures.merge(scored, on=["patient_id", "session"])
+    return s, clinic.ruptures.merge(scored, on=["patient_id", "session"])
+
+
+def evaluate(noise: float, seed: int, therapists: int, per: int, tolerance: int) -> pd.DataFrame:
+    s, truth = _clinic(noise, seed, therapists, per)
+    norms = estimate_norms(s, "wai_sr_total", item_columns=ITEMS)
     rows = []
-    for method in METHODS:
-        det = found[found["method"] == method]
-        rows.append(_score(method, det, truth, tolerance) | {"noise": noise, "seed": seed})
+    for prospective in (False, True):
+        found = detect_ruptures(
+            s, "wai_sr_total", list(METHODS), norms=norms, prospective=prospective
+        )
+        for method in METHODS:
+            det = found[found["method"] == method]
+            rows.append(
+                _score(method, det, truth, tolerance)
+                | {"noise": noise, "seed": seed, "mode": found.attrs["mode"]}
+            )
     return pd.DataFrame(rows)
+
+
+def evaluate_alerts(
+    noise: float, seed: int, therapists: int, per: int, tolerance: int
+) -> dict[str, float]:
+    """Prospective replay of the clinic's monitoring on one simulated clinic."""
+    s, truth = _clinic(noise, seed, therapists, per)
+    norms = estimate_norms(s, "wai_sr_total", item_columns=ITEMS)
+    table = s.rename(
+        columns={
+            "t_wai_sr_total": "wai_sr_therapist_total",
+            "psq_1": "psq_rupture",
+            "psq_2": "psq_intensity",
+            "psq_3": "psq_resolution",
+        }
+    )
+    result = monitor(table, norms={"wai_sr": norms}, settings=AlertSettings(allow_unverified=True))
+    ep = result.episodes
+    ruptures = ep[ep["kind"] == "rupture"].rename(columns={"opened_session": "rupture_session"})
+    pairs = ruptures.merge(truth, on="patient_id", suffixes=("", "_true"))
+    pairs = pairs[
+        (pairs["rupture_session"] >= pairs["session"])
+        & (pairs["rupture_session"] <= pairs["session"] + tolerance)
+    ]
+    matched = pairs.drop_duplicates(["patient_id", "rupture_session"])
+    found = pairs.drop_duplicates(["patient_id", "session"])
+    n_sessions = int(s["wai_sr_total"].notna().sum())
+    open_now = (ep["state"] == "open").groupby(ep["patient_id"]).sum()
+    open_now = open_now.reindex(s["patient_id"].unique(), fill_value=0)
+    delay = (found["rupture_session"] - found["session"]).mean()
+    return {
+        "noise": noise,
+        "seed": seed,
+        "per_100": 100 * len(ep) / n_sessions,
+        "open_mean": float(open_now.mean()),
+        "open_max": float(open_now.max()),
+        "precision": len(matched) / len(ruptures) if len(ruptures) else np.nan,
+        "recall": len(found) / len(truth) if len(truth) else np.nan,
+        "delay": float(delay),
+        "act": float((result.status["status"] == "act").mean()),
+    }
 
 
 def _score(method: str, det: pd.DataFrame, truth: pd.DataFrame, tol: int) -> dict[str, object]:
@@ -84,7 +153,7 @@ def main() -> None:
             for seed in range(args.seeds)
         ]
     )
-    summary = results.groupby(["noise", "method"], sort=False).agg(
+    summary = results.groupby(["noise", "mode", "method"], sort=False).agg(
         detections=("detections", "sum"),
         true_ruptures=("true_ruptures", "sum"),
         precision=("precision", "mean"),
@@ -97,14 +166,43 @@ def main() -> None:
         f"match tolerance {args.tolerance} session(s)\n"
     )
     print(
-        "| item noise (POMP SD) | method | detections | injected | precision | recall | "
+        "| item noise (POMP SD) | mode | method | detections | injected | precision | recall | "
         "repair agreement |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for (noise, method), r in summary.iterrows():
+    print("|---|---|---|---|---|---|---|---|")
+    for (noise, mode, method), r in summary.iterrows():
         print(
-            f"| {noise:.2f} | {method} | {r.detections:.0f} | {r.true_ruptures:.0f} | "
+            f"| {noise:.2f} | {mode} | {method} | {r.detections:.0f} | {r.true_ruptures:.0f} | "
             f"{r.precision:.2f} | {r.recall:.2f} | {r.repair_agreement:.2f} |"
+        )
+    alerts = pd.DataFrame(
+        [
+            evaluate_alerts(
+                noise, 100 + seed, args.therapists, args.patients_per_therapist, args.tolerance
+            )
+            for noise in NOISE_LEVELS
+            for seed in range(args.seeds)
+        ]
+    )
+    table = alerts.groupby("noise").agg(
+        per_100=("per_100", "mean"),
+        open_mean=("open_mean", "mean"),
+        open_max=("open_max", "max"),
+        precision=("precision", "mean"),
+        recall=("recall", "mean"),
+        delay=("delay", "mean"),
+        act=("act", "mean"),
+    )
+    print("\nProspective replay of the clinic's monitoring (alert episodes):\n")
+    print(
+        "| item noise | episodes per 100 sessions | open per patient (mean) | open (max) | "
+        "rupture precision | rupture recall | sessions to alert | share 'act' |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for noise, r in table.iterrows():
+        print(
+            f"| {noise:.2f} | {r.per_100:.1f} | {r.open_mean:.2f} | {r.open_max:.0f} | "
+            f"{r.precision:.2f} | {r.recall:.2f} | {r.delay:.2f} | {r.act:.2f} |"
         )
 
 

@@ -17,10 +17,11 @@ import typer
 from alliance.cli.common import fail, read_input, user_errors, warn, write_output
 from alliance.dynamics import (
     METHODS,
+    MIN_PATIENTS_FOR_NORMS,
     AlertSettings,
     DynamicsInputError,
     Norms,
-    compute_alerts,
+    alert_episodes,
     detect_ruptures,
     estimate_norms,
     instrument_norms,
@@ -29,18 +30,24 @@ from alliance.instruments import Instrument, get_instrument, list_instruments
 from alliance.scoring import UnverifiedKeyWarning, score
 from alliance.simulate import score_therapist_form
 
-NormSource = Literal["instrument", "data"]
+NormSource = Literal["auto", "instrument", "data"]
 
 RUPTURE_EXAMPLES = """
 [bold]Examples[/]
 
   alliance ruptures sessions.csv                 [dim]# items -> wai_sr_total, all methods[/]
+  alliance ruptures sessions.csv --prospective   [dim]# each session judged with data to that day[/]
   alliance ruptures scored.parquet --score wai_sr_bond --method strauss2006
   alliance ruptures sessions.csv --method rci_drop --norms data -o ruptures.csv
   alliance ruptures sessions.csv --method self_report --format json
 
-Methods: stiles2004, strauss2006 (reconstructed published criteria), rci_drop (reliable
-drop below the patient's running baseline), self_report (post-session question psq_1).
+Methods: stiles2004, strauss2006 (reconstructed published criteria), gumz2012 (stricter of
+the patient's and the sample's SD), rci_drop (reliable drop below the patient's running
+baseline), self_report (post-session question psq_1). Score-based methods never report a
+drop smaller than reliable change, which needs norms: the instrument file's, or estimated
+from the data (automatic from 30 patients with items; --norms data forces it).
+Retrospective (whole-series) detection is the default here, for research; --prospective
+judges each session as a clinic would on that day.
 """
 
 ALERT_EXAMPLES = """
@@ -50,6 +57,11 @@ ALERT_EXAMPLES = """
   alliance alerts scored.csv --score srs_total -o alerts.csv
   alliance alerts sessions.csv --therapist-score t_wai_sr_total --norms data
   alliance alerts sessions.csv --allow-unverified --format json
+  alliance alerts sessions.csv --retrospective          [dim]# research: whole-table thresholds[/]
+
+One row per alert episode: it opens at a session, stays open while its condition lasts
+(its numbers and last_session updated), and closes by itself with a close_reason.
+Prospective by default: each session judged with the data up to that session.
 """
 
 InputArg = Annotated[
@@ -72,7 +84,17 @@ MetricOpt = Annotated[
 NormsOpt = Annotated[
     NormSource,
     typer.Option(
-        "--norms", help="SD and reliability for reliable change: instrument file or data."
+        "--norms",
+        help="SD and reliability for reliable change: instrument file, data, or auto "
+        f"(the file's, else the data's with >= {MIN_PATIENTS_FOR_NORMS} patients).",
+    ),
+]
+ProspectiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prospective/--retrospective",
+        help="Judge each session with the data up to it (clinic) or with the whole series "
+        "(research).",
     ),
 ]
 ReliabilityOpt = Annotated[
@@ -103,25 +125,36 @@ def ruptures_command(
     ] = None,
     instrument: InstrumentOpt = None,
     metric: MetricOpt = None,
-    norms_from: NormsOpt = "instrument",
+    norms_from: NormsOpt = "auto",
     reliability: ReliabilityOpt = None,
     repair_within: RepairOpt = 3,
+    prospective: ProspectiveOpt = False,
+    gumz_sd: Annotated[
+        float, typer.Option("--gumz-sd", min=0.1, help="SD multiplier of gumz2012 (1 or 2).")
+    ] = 1.0,
     output: OutputOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Detect alliance ruptures and repairs: one row per event and method."""
     frame, column, inst = _scored_input(input, score_column, instrument, metric)
     norms = _norms(
-        frame, column, inst, metric, norms_from, reliability, required=_wants_rci(method)
+        frame, column, inst, metric, norms_from, reliability, required=_needs_norms(method)
     )
-    if not method and norms is None:
-        warn("rci_drop skipped: no published norms for this score (use --norms data)")
     try:
         events = detect_ruptures(
-            frame, column, method or "all", norms=norms, repair_within=repair_within
+            frame,
+            column,
+            method or "all",
+            norms=norms,
+            repair_within=repair_within,
+            prospective=prospective,
+            gumz_sd=gumz_sd,
         )
     except DynamicsInputError as exc:
         fail(str(exc))
+    warn(f"{events.attrs['mode']} detection")
+    for notice in events.attrs.get("notices", []):
+        warn(notice)
     write_output(events, output, format)
 
 
@@ -134,7 +167,7 @@ def alerts_command(
         str | None,
         typer.Option("--therapist-score", help="Therapist's score column, same metric, same rows."),
     ] = None,
-    norms_from: NormsOpt = "instrument",
+    norms_from: NormsOpt = "auto",
     reliability: ReliabilityOpt = None,
     allow_unverified: Annotated[
         bool,
@@ -150,10 +183,11 @@ def alerts_command(
         ),
     ] = 10.0,
     repair_within: RepairOpt = 3,
+    prospective: ProspectiveOpt = True,
     output: OutputOpt = None,
     format: FormatOpt = None,
 ) -> None:
-    """Alerts with their reason, the numbers behind them and short guidance with sources."""
+    """Alert episodes with their reason, the numbers behind them and guidance with sources."""
     frame, column, inst = _scored_input(input, score_column, instrument, metric)
     if therapist_score is not None:
         frame = _therapist_column(frame, therapist_score, inst)
@@ -165,7 +199,7 @@ def alerts_command(
         allow_unverified=allow_unverified,
     )
     try:
-        alerts = compute_alerts(
+        alerts = alert_episodes(
             frame,
             column,
             instrument=inst,
@@ -173,6 +207,7 @@ def alerts_command(
             therapist_score=therapist_score,
             norms=norms,
             settings=settings,
+            prospective=prospective,
         )
     except DynamicsInputError as exc:
         fail(str(exc))
@@ -186,8 +221,8 @@ alerts_command.__doc__ = (alerts_command.__doc__ or "") + "\n" + ALERT_EXAMPLES
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _wants_rci(method: list[str] | None) -> bool:
-    return bool(method) and "rci_drop" in (method or [])
+def _needs_norms(method: list[str] | None) -> bool:
+    return bool(set(method or []) & {"rci_drop", "gumz2012"})
 
 
 def _scored_input(
@@ -216,14 +251,21 @@ def _scored_input(
 
 
 def _therapist_column(frame: pd.DataFrame, column: str, inst: Instrument | None) -> pd.DataFrame:
-    """Score the therapist's ``t_<id>_<n>`` items into ``column`` when it is absent."""
+    """Score the therapist's ``t_<id>_<n>`` items into ``column`` when it is absent: with
+    the therapist form's published key, else the scoring core's all-item total for a form
+    without one (:func:`alliance.simulate.score_therapist_form`); an unverified key is
+    reported as a warning."""
     if column in frame.columns:
         return frame
     items = [f"t_{c}" for c in inst.item_columns] if inst is not None else []
     if inst is None or not set(items) <= set(frame.columns) or column != f"t_{inst.id}_total":
         fail(f"no column {column!r} and no therapist items t_<instrument>_<n> to score it from")
-    with user_errors():
-        return frame.assign(**{column: score_therapist_form(frame, inst.id)})
+    with warnings.catch_warnings(record=True) as caught, user_errors():
+        warnings.simplefilter("always", UnverifiedKeyWarning)
+        total = score_therapist_form(frame, inst.id, quiet=False)
+    for message in {str(w.message) for w in caught}:
+        warn(f"{column}: {message}")
+    return frame.assign(**{column: total})
 
 
 def _score_items(
@@ -279,16 +321,24 @@ def _norms(
     *,
     required: bool,
 ) -> Norms | None:
-    if source == "instrument":
+    if source in ("instrument", "auto"):
         found = None
         if inst is not None:
             found = instrument_norms(inst, column.removeprefix(f"{inst.id}_"), metric)
-        if found is None and required:
-            fail(
-                f"no published norms for {column} in the instrument file; use --norms data "
-                "(SD from first sessions, alpha from items or --reliability)"
-            )
-        return found
+        enough = frame.loc[frame[column].notna(), "patient_id"].nunique()
+        if found is not None or source == "instrument" or enough < MIN_PATIENTS_FOR_NORMS:
+            if found is None and required:
+                fail(
+                    f"no published norms for {column} in the instrument file; use --norms "
+                    "data (SD from first sessions, alpha from items or --reliability)"
+                )
+            if found is None:
+                warn(
+                    f"no norms for {column}: drops are not judged (measurement error unknown); "
+                    f"norms are estimated from the data from {MIN_PATIENTS_FOR_NORMS} patients, "
+                    "or use --norms data"
+                )
+            return found
     items: list[str] = []
     if inst is not None:
         score_id = column.removeprefix(f"{inst.id}_")
@@ -300,6 +350,9 @@ def _norms(
     try:
         norms = estimate_norms(frame, column, item_columns=items or None, reliability=reliability)
     except DynamicsInputError as exc:
+        if source == "auto":
+            warn(f"no norms for {column} ({exc}): drops are not judged")
+            return None
         fail(f"--norms data: {exc}")
     warn(
         f"norms for {column}: SD {norms.sd:.3f}, "

@@ -66,7 +66,7 @@ Example
 >>> ep[["kind", "opened_session", "closed_session", "severity"]].to_dict("records")
 [{'kind': 'rupture', 'opened_session': 5, 'closed_session': 7, 'severity': 'warning'}]
 >>> print(textwrap.fill(ep["reason"].iloc[0], 80))
-WAI-SR total fell from 4.00 to 3.20 at session 5, more than the 0.53 that
+WAI-SR total fell from 4.00 to 3.20 at session 5, more than the 0.62 that
 measurement error explains.
 >>> ep["close_reason"].iloc[0]
 'repaired at session 7: back to 4.00'

@@ -7,8 +7,15 @@
 38.0
 """
 
-from alliance.scoring.keys import CompiledKey, compile_key
-from alliance.scoring.scorer import UnverifiedKeyWarning, ValueScores, score, score_values
+from alliance.scoring.keys import CompiledKey, compile_key, compile_unkeyed_total
+from alliance.scoring.scorer import (
+    UnverifiedKeyWarning,
+    ValueScores,
+    score,
+    score_unkeyed_total,
+    score_unkeyed_values,
+    score_values,
+)
 from alliance.scoring.validate import (
     ScoringError,
     ScoringInputError,
@@ -25,8 +32,11 @@ __all__ = [
     "ValueScores",
     "check_values",
     "compile_key",
+    "compile_unkeyed_total",
     "describe_issues",
     "infer_instrument",
     "score",
+    "score_unkeyed_total",
+    "score_unkeyed_values",
     "score_values",
 ]

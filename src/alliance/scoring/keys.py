@@ -7,7 +7,7 @@ factor of a bare matrix product.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,10 @@ class CompiledKey:
 
 
 _compiled: dict[int, CompiledKey] = {}
+_unkeyed: dict[int, CompiledKey] = {}
+
+UNKEYED_TOTAL = "total"
+"""Score id of the all-item total of a form without a published key."""
 
 
 def compile_key(instrument: Instrument | str) -> CompiledKey:
@@ -61,6 +65,47 @@ def compile_key(instrument: Instrument | str) -> CompiledKey:
     return cached
 
 
+def compile_unkeyed_total(instrument: Instrument | str) -> CompiledKey:
+    """The key of the all-item total for a form without a published key (a project
+    convention, not a published key): one score, ``total``, over every item, with the
+    instrument's reverse keys, scales, skip logic and missing-item rule.
+
+    >>> key = compile_unkeyed_total("wai_s")
+    >>> key.score_ids, int(key.n_items[0]), int(key.max_missing[0]), key.reversed_columns
+    (('total',), 12, 3, (3, 9))
+    """
+    key = compile_key(instrument)
+    inst = key.instrument
+    cached = _unkeyed.get(id(inst))
+    if cached is None or cached.instrument is not inst:
+        membership, member_columns, n_items, max_missing = _membership_arrays(
+            inst, np.ones((len(key.columns), 1))
+        )
+        cached = _unkeyed[id(inst)] = replace(
+            key,
+            membership=membership,
+            member_columns=member_columns,
+            n_items=n_items,
+            max_missing=max_missing,
+            score_ids=(UNKEYED_TOTAL,),
+            derived=(),
+        )
+    return cached
+
+
+def _membership_arrays(
+    inst: Instrument, membership: FloatArray
+) -> tuple[FloatArray, tuple[list[int], ...], FloatArray, FloatArray]:
+    """A (p, s) membership matrix with, per score, its item columns, its item count and
+    how many of them may be missing (the instrument's missing-item rule)."""
+    member_columns = tuple(
+        np.flatnonzero(membership[:, j]).tolist() for j in range(membership.shape[1])
+    )
+    n_items = membership.sum(axis=0)
+    max_missing = np.floor(n_items * inst.missing.max_missing_fraction + 1e-9)
+    return membership, member_columns, n_items, max_missing
+
+
 def _compile(inst: Instrument) -> CompiledKey:
     scales = [inst.item_scale(item.number) for item in inst.items]
     low = np.array([s.min for s in scales], dtype=np.float64)
@@ -74,8 +119,7 @@ def _compile(inst: Instrument) -> CompiledKey:
     membership = np.zeros((p, s))
     for j, score in enumerate(direct):
         membership[[n - 1 for n in inst.score_items(score.id)], j] = 1.0
-    n_items = membership.sum(axis=0)
-    max_missing = np.floor(n_items * inst.missing.max_missing_fraction + 1e-9)
+    membership, member_columns, n_items, max_missing = _membership_arrays(inst, membership)
     derived = tuple(
         (ids.index(t.id), tuple(ids.index(sub) for sub in inst.subscales_of(t.id)))
         for t in derived_scores
@@ -92,7 +136,7 @@ def _compile(inst: Instrument) -> CompiledKey:
         high=high,
         step=step,
         membership=membership,
-        member_columns=tuple(np.flatnonzero(membership[:, j]).tolist() for j in range(s)),
+        member_columns=member_columns,
         reversed_columns=tuple(i for i, item in enumerate(inst.items) if item.reverse),
         n_items=n_items,
         max_missing=max_missing,

@@ -4,6 +4,10 @@ Scores are computed from the answered items: the mean of the (reverse-keyed) ans
 ``metric="sum"`` that mean times the score's item count (a prorated sum, equal to the plain
 sum when nothing is missing). A score is left empty, with the reason in the status column,
 when more items are missing than the instrument's missing-item rule allows.
+
+Forms without a published key get only an all-item total, a project convention, from
+:func:`score_unkeyed_total` (or :func:`score_unkeyed_values`): the same checks and
+arithmetic over one score made of every item, reported as unverified.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from numpy.dtypes import StringDType
 
 from alliance.instruments import Instrument, get_instrument, list_instruments
 from alliance.instruments.schema import Form
-from alliance.scoring.keys import BoolArrayLike, CompiledKey, FloatArray, IntArray, compile_key
+from alliance.scoring.keys import (
+    BoolArrayLike,
+    CompiledKey,
+    FloatArray,
+    IntArray,
+    compile_key,
+    compile_unkeyed_total,
+)
 from alliance.scoring.validate import (
     CheckedAnswers,
     ScoringError,
@@ -38,6 +49,10 @@ OK = "ok"
 ROUNDING = 12
 StringArray = npt.NDArray[Any]
 Status = tuple[npt.NDArray[np.int32], list[str]]  # a code per row, the messages
+UNKEYED_NOTE = (
+    "no published key for this form; the all-item total with the instrument's reverse keys "
+    "is a project convention"
+)
 
 
 class UnverifiedKeyWarning(UserWarning):
@@ -89,14 +104,74 @@ def score(
     """
     key = _resolve_key(data, instrument, columns)
     chosen_form, metric = _options(key, form, metric, errors)
-    frame = prepare_columns(data, key, columns)
+    result = _score_frame(prepare_columns(data, key, columns), key, metric, errors)
+    _flag_unverified(result, key, chosen_form.id, metric, _key_status(key))
+    return result
+
+
+def score_unkeyed_total(
+    answers: pd.DataFrame,
+    instrument: str | Instrument,
+    metric: Metric | None = None,
+    errors: ErrorMode = "raise",
+) -> pd.DataFrame:
+    """The all-item total of answers given on a form without a published key.
+
+    Some forms (the WAI-S and WAI-SR therapist forms, for instance) have no published key,
+    so :func:`score` refuses them. This total is a **project convention, not a published
+    key**: every item of the instrument, with the instrument's own reverse keys (``min +
+    max - x`` on the item's scale), its missing-item rule (sums prorated) and its default
+    metric, checked and computed exactly as :func:`score` does. Its key status is therefore
+    always ``"unverified"``: recorded in ``result.attrs["alliance"]["key_status"]`` and
+    announced with an :class:`UnverifiedKeyWarning`.
+
+    Parameters
+    ----------
+    answers
+        One administration per row; item columns ``<instrument>_<n>`` numbered as on the
+        instrument's (client) form; other columns are kept.
+    instrument
+        Instrument id or definition.
+    metric, errors
+        As for :func:`score`.
+
+    Returns
+    -------
+    DataFrame with the non-item columns, ``<instrument>_total`` and ``<instrument>_status``.
+
+    Example
+    -------
+    A therapist answering 7 everywhere on the WAI-S: items 4 and 10 are reverse keyed
+    (8 - 7 = 1), so the total is (10 * 7 + 2 * 1) / 12.
+
+    >>> import warnings
+    >>> import pandas as pd
+    >>> answers = pd.DataFrame({f"wai_s_{i}": [7] for i in range(1, 13)})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     result = score_unkeyed_total(answers, "wai_s")
+    >>> result
+       wai_s_total wai_s_status
+    0          6.0           ok
+    >>> result.attrs["alliance"]["key_status"], caught[0].category.__name__
+    ({'total': 'unverified'}, 'UnverifiedKeyWarning')
+    """
+    key = compile_unkeyed_total(instrument)
+    metric = _modes(key.instrument, metric, errors)
+    result = _score_frame(prepare_columns(answers, key, None), key, metric, errors)
+    _flag_unverified(result, key, None, metric, _unkeyed_status(key), UNKEYED_NOTE)
+    return result
+
+
+def _score_frame(
+    frame: pd.DataFrame, key: CompiledKey, metric: Metric, errors: ErrorMode
+) -> pd.DataFrame:
+    """Check and score a table whose item columns are in place."""
     checked = check_answers(frame, key)
     if errors == "raise" and checked.issues is not None:
         raise ScoringInputError(key.instrument.id, checked.issues.drop(columns="position"))
     scores, status = _score_checked(checked, key, metric)
-    result = _assemble(frame, key, scores, status)
-    _flag_unverified(result, key, chosen_form.id, metric)
-    return result
+    return _assemble(frame, key, scores, status)
 
 
 @dataclass(frozen=True)
@@ -140,16 +215,52 @@ def score_values(
     """
     key = compile_key(instrument)
     _form, metric = _options(key, form, metric, "flag")
+    return _score_matrix(answers, key, metric, _key_status(key))
+
+
+def score_unkeyed_values(
+    answers: npt.ArrayLike, instrument: str | Instrument, metric: Metric | None = None
+) -> ValueScores:
+    """:func:`score_unkeyed_total` for an (n, p) matrix of answers, as :func:`score_values`
+    is :func:`score` (invalid answers flagged, never raised). The total is a project
+    convention, not a published key: ``key_status`` says ``"unverified"`` (no warning here;
+    the caller reports it).
+
+    Example
+    -------
+    >>> result = score_unkeyed_values([[7] * 12, [7] * 8 + [None] * 4], "wai_s")
+    >>> result.columns, result.key_status
+    (('wai_s_total',), {'total': 'unverified'})
+    >>> result.scores[:, 0].tolist(), result.status
+    ([6.0, nan], ['ok', 'total: 4 of 12 items missing (at most 3)'])
+    """
+    key = compile_unkeyed_total(instrument)
+    metric = _modes(key.instrument, metric, "flag")
+    return _score_matrix(answers, key, metric, _unkeyed_status(key))
+
+
+def _score_matrix(
+    answers: npt.ArrayLike, key: CompiledKey, metric: Metric, key_status: dict[str, str]
+) -> ValueScores:
     checked = check_values(answers, key)
     scores, (codes, categories) = _score_checked(checked, key, metric)
-    inst = key.instrument
     return ValueScores(
-        columns=tuple(f"{inst.id}_{s}" for s in key.score_ids),
+        columns=tuple(f"{key.instrument.id}_{s}" for s in key.score_ids),
         scores=scores,
         status=[categories[c] for c in codes.tolist()],
         issues=checked.issues,
-        key_status={s: inst.get_score(s).key_status for s in key.score_ids},
+        key_status=key_status,
     )
+
+
+def _key_status(key: CompiledKey) -> dict[str, str]:
+    """Each score's key level, as the instrument file records it."""
+    return {s: key.instrument.get_score(s).key_status for s in key.score_ids}
+
+
+def _unkeyed_status(key: CompiledKey) -> dict[str, str]:
+    """An unkeyed total has no published key: always unverified."""
+    return {s: "unverified" for s in key.score_ids}
 
 
 def _options(
@@ -162,12 +273,17 @@ def _options(
         raise ScoringError(f"{inst.short_name} {chosen_form.name}: {chosen_form.note}")
     if not key.score_ids:
         raise ScoringError(f"{inst.short_name} cannot be scored: {inst.key_note}")
+    return chosen_form, _modes(inst, metric, errors)
+
+
+def _modes(inst: Instrument, metric: Metric | None, errors: ErrorMode) -> Metric:
+    """The metric (the instrument's default if None), after checking both options."""
     metric = metric or inst.default_metric
     if metric not in ("mean", "sum"):
         raise ScoringError(f"metric must be 'mean' or 'sum', not {metric!r}")
     if errors not in ("raise", "flag"):
         raise ScoringError(f"errors must be 'raise' or 'flag', not {errors!r}")
-    return chosen_form, metric
+    return metric
 
 
 def _score_checked(
@@ -361,9 +477,17 @@ def _not_applicable(key: CompiledKey, checked: CheckedAnswers, rows: IntArray) -
     return np.column_stack([direct, extra])
 
 
-def _flag_unverified(result: pd.DataFrame, key: CompiledKey, form: str, metric: Metric) -> None:
+def _flag_unverified(
+    result: pd.DataFrame,
+    key: CompiledKey,
+    form: str | None,
+    metric: Metric,
+    status: dict[str, str],
+    note: str | None = None,
+) -> None:
+    """Record the scoring in ``result.attrs`` and warn about unverified keys (``note`` says
+    why; the instrument's key note by default). ``form`` is None for an unkeyed total."""
     inst = key.instrument
-    status = {s: inst.get_score(s).key_status for s in key.score_ids}
     result.attrs["alliance"] = {
         "instrument": inst.id,
         "form": form,
@@ -374,7 +498,7 @@ def _flag_unverified(result: pd.DataFrame, key: CompiledKey, form: str, metric: 
     if unverified:
         names = ", ".join(f"{inst.id}_{s}" for s in unverified)
         warnings.warn(
-            f"{inst.short_name}: the key of {names} is unverified ({inst.key_note}) — "
+            f"{inst.short_name}: the key of {names} is unverified ({note or inst.key_note}) — "
             "treat these scores with caution",
             UnverifiedKeyWarning,
             stacklevel=3,

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from alliance.instruments import get_instrument
-from alliance.scoring import UnverifiedKeyWarning, score
+from alliance.scoring import UnverifiedKeyWarning, score, score_unkeyed_total
 from alliance.simulate.clinic import SimulatedClinic, simulate_clinic
 
 __all__ = ["SimulatedClinic", "score_therapist_form", "simulate_clinic", "simulate_scored"]
@@ -31,8 +31,7 @@ def simulate_scored(*args: Any, **kwargs: Any) -> SimulatedClinic:
     """:func:`simulate_clinic`, then score the items with :func:`alliance.score`.
 
     Adds ``<id>_<score>`` columns (instrument default metric) and, with the therapist
-    form, ``t_<id>_total``: scored with the therapist key where one is published, else the
-    mean (or sum) of all therapist items, which needs no subscale key.
+    form, ``t_<id>_total`` (see :func:`score_therapist_form`).
 
     >>> c = simulate_scored(1, 3, therapist_form=True, seed=2)
     >>> {"wai_sr_total", "t_wai_sr_total"} <= set(c.sessions.columns)
@@ -54,25 +53,35 @@ def simulate_scored(*args: Any, **kwargs: Any) -> SimulatedClinic:
     return replace(clinic, sessions=sessions)
 
 
-def score_therapist_form(frame: pd.DataFrame, inst_id: str) -> pd.Series:
+def score_therapist_form(frame: pd.DataFrame, inst_id: str, quiet: bool = True) -> pd.Series:
     """Therapist total from ``t_<id>_<n>`` item columns (the simulator's convention).
 
-    Uses the therapist form's key where one is published; otherwise the mean (or sum, for
-    sum-metric instruments) of all items, which needs no subscale key. Rows with a
-    missing item get no total.
+    Uses the therapist form's key where one is published (:func:`alliance.score`);
+    otherwise the scoring core's all-item total for a form without a published key
+    (:func:`alliance.scoring.score_unkeyed_total`: reverse keys, missing-item rule and
+    default metric of the instrument; key unverified). Invalid answers and rows with too
+    many missing items get no total. ``quiet=False`` lets the core's
+    :class:`~alliance.scoring.UnverifiedKeyWarning` through; the series' ``attrs
+    ["alliance"]`` records the key status either way.
 
     >>> t = pd.DataFrame({f"t_wai_sr_{i}": [4.0] for i in range(1, 13)})
     >>> float(score_therapist_form(t, "wai_sr").iloc[0])
     4.0
+    >>> t = pd.DataFrame({f"t_wai_s_{i}": [7.0] for i in range(1, 13)})  # 4, 10 reversed
+    >>> float(score_therapist_form(t, "wai_s").iloc[0])
+    6.0
     """
     inst = get_instrument(inst_id)
     t_cols = [f"t_{c}" for c in inst.item_columns]
-    scored = frame
     form = next((f for f in inst.forms if f.respondent == "therapist"), None)
-    answers = scored[t_cols].rename(columns=lambda c: c.removeprefix("t_"))
-    if form is not None and form.scorable:
-        with warnings.catch_warnings():
+    answers = frame[t_cols].rename(columns=lambda c: c.removeprefix("t_"))
+    with warnings.catch_warnings():
+        if quiet:
             warnings.simplefilter("ignore", UnverifiedKeyWarning)
-            return score(answers, inst, form=form.id, errors="flag")[f"{inst_id}_total"]
-    total = answers.mean(axis=1) if inst.default_metric == "mean" else answers.sum(axis=1)
-    return total.where(answers.notna().all(axis=1))
+        if form is not None and form.scorable:
+            scored = score(answers, inst, form=form.id, errors="flag")
+        else:
+            scored = score_unkeyed_total(answers, inst, errors="flag")
+    total = scored[f"{inst_id}_total"]
+    total.attrs = dict(scored.attrs)
+    return total

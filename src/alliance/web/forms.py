@@ -278,16 +278,22 @@ def _issues_by_row(instrument_id: str, issues: pd.DataFrame) -> dict[int, Submis
 
 
 def unkeyed_total(inst: Instrument, respondent: str, items: Mapping[str, object]) -> dict[str, Any]:
-    """Total of a therapist form without a published key: the project's all-item mean
-    (:func:`alliance.simulate.score_therapist_form`), flagged in the status."""
+    """Total of a therapist form without a published key: the scoring core's all-item
+    total (:func:`alliance.scoring.score_unkeyed_values`: the instrument's reverse keys and
+    missing-item rule; a project convention, key unverified), flagged in the status."""
     if respondent != "therapist":
         return {}
-    from alliance.simulate import score_therapist_form
+    from alliance.scoring import score_unkeyed_values
 
-    frame = pd.DataFrame([{f"t_{c}": items.get(c) for c in inst.item_columns}], dtype=float)
-    total = _clean(score_therapist_form(frame, inst.id).iloc[0])
-    status = "total only: all-item mean, no published key for this form"
-    return {f"{inst.id}_total": total, f"{inst.id}_status": status}
+    answers = _answer_matrix(inst, [{c: items.get(c) for c in inst.item_columns}])
+    result = score_unkeyed_values(answers, inst)
+    status = (
+        f"total only: all-item {inst.default_metric} with reverse keys, "
+        "no published key for this form"
+    )
+    if result.status[0] != "ok":
+        status = f"{status}; {result.status[0]}"
+    return {result.columns[0]: _clean(result.scores[0, 0]), f"{inst.id}_status": status}
 
 
 def _items(row: Mapping[str, object]) -> dict[str, float | None]:
