@@ -70,11 +70,12 @@ def test_reliable_drop_numbers() -> None:
             "wai_sr_total": [4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0],
         }
     )
-    norms = Norms(sd=0.5, reliability=0.8, source="test")  # critical drop 0.6198
+    norms = Norms(sd=0.5, reliability=0.8, source="test")  # critical drop 0.7357
     [row] = alert_episodes(t, "wai_sr_total", norms=norms).itertuples()
     assert row.opened_session == 5 and row.value == pytest.approx(1.0)
-    # Jacobson & Truax (1991): z x SD x sqrt(2) x sqrt(1 - r)
-    assert row.threshold == pytest.approx(1.959964 * 0.5 * np.sqrt(2) * np.sqrt(0.2), rel=1e-5)
+    # Jacobson & Truax (1991): z x SD x sqrt(2) x sqrt(1 - r), with the clinic's one-sided
+    # 99 % z = 2.326348 (scipy.stats.norm.ppf(0.99))
+    assert row.threshold == pytest.approx(2.326348 * 0.5 * np.sqrt(2) * np.sqrt(0.2), rel=1e-5)
     assert row.severity == "high" and row.escalated_session == 8  # not repaired in 3 sessions
 
 

@@ -293,7 +293,7 @@ def _instrument_with_items(frame: pd.DataFrame) -> Instrument | None:
     best = [
         (sum(c in frame.columns for c in i.item_columns), i)
         for i in list_instruments()
-        if i.id != "psq"
+        if i.role == "alliance"
     ]
     count, inst = max(best, key=lambda pair: pair[0])
     return inst if count else None

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from alliance.cli.common import user_errors
-from alliance.instruments import Instrument, get_instrument, list_instruments
+from alliance.instruments import Instrument, get_instrument, is_shipped, list_instruments
 from alliance.io.home import install_instrument, load_user_instruments
 from alliance.io.textpacks import install_text_pack, installed_languages
 
@@ -37,11 +38,12 @@ def list_command() -> None:
 
     Example: alliance instruments list
     """
-    table = Table("id", "name", "items", "forms", "key", "wording installed")
+    table = Table("id", "name", "role", "items", "forms", "key", "wording installed")
     for inst in list_instruments():
         table.add_row(
             inst.id,
             inst.name,
+            inst.role.replace("_", "-"),
             str(len(inst.items)),
             ", ".join(f.id for f in inst.forms),
             inst.key_status,
@@ -63,6 +65,7 @@ def show_command(
     _show_header(inst)
     _show_items(inst)
     _show_scores(inst)
+    _show_signals(inst)
     for cutoff in inst.cutoffs:
         console.print(
             f"[bold]Cutoff[/] {inst.id}_{cutoff.score} ({cutoff.metric}) flagged "
@@ -76,7 +79,7 @@ def show_command(
     console.print("[bold]Sources[/]")
     for citation in inst.citations:
         doi = f" https://doi.org/{citation.doi}" if citation.doi else ""
-        console.print(f"  [{citation.key}] {citation.text}{doi}")
+        console.print(f"  {escape(f'[{citation.key}]')} {citation.text}{doi}")
 
 
 def _show_header(inst: Instrument) -> None:
@@ -86,6 +89,10 @@ def _show_header(inst: Instrument) -> None:
     step = "continuous" if scale.step is None else f"step {scale.step:g}"
     anchors = ", ".join(f"{a.value:g} = {a.descriptor}" for a in scale.anchors)
     console.print(f"Scale: {scale.kind} {scale.min:g}..{scale.max:g} ({step}); {anchors}")
+    role = inst.role.replace("_", "-")
+    if inst.role == "alliance":
+        role += f" (monitoring order {inst.monitoring_order})"
+    console.print(f"Role: {role}")
     console.print(f"Default metric: {inst.default_metric}. Key status: [bold]{inst.key_status}[/]")
     if inst.key_note:
         console.print(f"Key note: {inst.key_note}")
@@ -125,19 +132,42 @@ def _show_scores(inst: Instrument) -> None:
     console.print(table)
 
 
+def _show_signals(inst: Instrument) -> None:
+    for signal in inst.signals:
+        answers = ", ".join(f"{v:g}" for v in signal.values)
+        console.print(
+            f"[bold]Signal[/] {signal.id} ({signal.severity}): {escape(signal.title)} "
+            f"- raised by item {signal.item} = {answers} "
+            f"[dim]({signal.key_status}; {', '.join(signal.sources)})[/]"
+        )
+        console.print(f"  {escape(signal.guidance)}")
+        if signal.note:
+            console.print(f"  Note: {escape(signal.note)}")
+
+
 @app.command("add", no_args_is_help=True)
 def add_command(
     file: Annotated[Path, typer.Argument(help="Instrument definition (.toml).")],
 ) -> None:
-    """Install an instrument definition or key override (same schema as the shipped files).
+    """Install an instrument file (same schema as the shipped files; see docs/instruments.md).
 
-    Example: alliance instruments add calpas-key.toml
+    A file whose id is shipped (e.g. calpas) overrides that definition, e.g. with the key
+    from a licensed manual; a file with a new id adds an instrument, e.g. a clinic's own
+    post-session question. A file that breaks the schema is refused and nothing changes.
+
+    Examples: alliance instruments add calpas-key.toml
+              alliance instruments add docs/examples/identity_rupture.toml
     """
     with user_errors():
         instrument_id = install_instrument(file)
-    console.print(
-        f"installed instrument {instrument_id!r}; it now overrides the shipped definition"
-    )
+    if is_shipped(instrument_id):
+        console.print(
+            f"installed instrument {instrument_id!r}; it now overrides the shipped definition"
+        )
+    else:
+        console.print(
+            f"installed new instrument {instrument_id!r} ({get_instrument(instrument_id).name})"
+        )
 
 
 @text_pack_app.command("add", no_args_is_help=True)

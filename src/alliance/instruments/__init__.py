@@ -11,6 +11,8 @@ Example
 ['calpas', 'haq2', 'psq']
 >>> get_instrument("wai_sr").item_columns[:2]
 ('wai_sr_1', 'wai_sr_2')
+>>> alliance_measures()[:3]
+('wai_sr', 'wai_s', 'wai')
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from alliance.instruments.schema import (
     MissingRule,
     Norm,
     ResponseScale,
+    Role,
     Score,
+    Signal,
 )
 
 __all__ = [
@@ -43,9 +47,13 @@ __all__ = [
     "MissingRule",
     "Norm",
     "ResponseScale",
+    "Role",
     "Score",
+    "Signal",
     "UnknownInstrumentError",
+    "alliance_measures",
     "get_instrument",
+    "is_shipped",
     "list_instruments",
     "parse_instrument",
     "register",
@@ -121,7 +129,41 @@ def get_instrument(instrument_id: str) -> Instrument:
     return shipped[instrument_id]
 
 
+def is_shipped(instrument_id: str) -> bool:
+    """Whether the package ships a definition with this id (an installed file of the same
+    id is then a key override; any other id adds a new instrument).
+
+    >>> is_shipped("psq"), is_shipped("identity_rupture")
+    (True, False)
+    """
+    return instrument_id in _shipped()
+
+
 def list_instruments() -> list[Instrument]:
     """Every available instrument, sorted by id."""
     ids = sorted({*_shipped(), *_overrides})
     return [get_instrument(i) for i in ids]
+
+
+def alliance_measures() -> tuple[str, ...]:
+    """Ids of the instruments whose ``role`` is ``"alliance"``, in monitoring order.
+
+    Lower ``monitoring_order`` comes first (ties by id). Registered instruments count
+    (a clinic's installed files, once a shell has called
+    :func:`alliance.io.home.load_user_instruments`); post-session questions and outcome
+    measures do not.
+
+    >>> alliance_measures()
+    ('wai_sr', 'wai_s', 'wai', 'haq2', 'calpas', 'srs')
+    >>> extra = get_instrument("srs").model_copy(update={"id": "srs_child", "monitoring_order": 7})
+    >>> register(extra)
+    >>> alliance_measures()[-2:]
+    ('srs', 'srs_child')
+    >>> register(extra.model_copy(update={"role": "outcome"}))
+    >>> "srs_child" in alliance_measures()
+    False
+    >>> unregister("srs_child")
+    """
+    chosen = [i for i in list_instruments() if i.role == "alliance"]
+    chosen.sort(key=lambda i: (i.monitoring_order, i.id))
+    return tuple(i.id for i in chosen)

@@ -10,10 +10,13 @@ Example
 >>> wai_sr = get_instrument("wai_sr")
 >>> wai_sr.score_items("goal")
 (4, 6, 8, 11)
+>>> wai_sr.role, wai_sr.monitoring_order, get_instrument("psq").role
+('alliance', 1, 'post_session')
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 KeyStatus = Literal["verified", "likely", "unverified", "not published"]
 Respondent = Literal["client", "therapist", "observer"]
 Metric = Literal["mean", "sum"]
+Role = Literal["alliance", "post_session", "outcome"]
+KeyLevel = Literal["verified", "partly verified", "unverified"]
 
 
 class _Strict(BaseModel):
@@ -139,6 +144,31 @@ class Cutoff(_Strict):
     level: KeyStatus
 
 
+class Signal(_Strict):
+    """An answer on a post-session item that a clinician should see (one alert per answer).
+
+    The instrument file says which answers of which item raise the signal, with a short
+    title, a severity, guidance in our own words and the sources behind it. The alert
+    episodes themselves are opened by :mod:`alliance.dynamics`; this is only the data.
+    """
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="snake_case, unique per file")
+    item: int = Field(ge=1, description="item number of this instrument")
+    values: tuple[float, ...] = Field(
+        min_length=1, description="answers that raise the signal, each on the item's scale"
+    )
+    title: str = Field(min_length=3, description="short, plain words")
+    severity: Literal["warning", "high"]
+    guidance: str = Field(
+        min_length=20, description="2-4 sentences in our own words: a prompt for reflection"
+    )
+    sources: tuple[str, ...] = Field(
+        min_length=1, description="citation keys of the file's [[citations]]"
+    )
+    key_status: KeyLevel
+    note: str = ""
+
+
 class Norm(_Strict):
     """Published statistics of a score in a named sample (reliability for RCI, mean, SD)."""
 
@@ -160,8 +190,18 @@ class Instrument(_Strict):
     name: str
     short_name: str
     measures: str = Field(description="what the instrument measures, in our words")
-    key_status: Literal["verified", "partly verified", "unverified"]
+    key_status: KeyLevel
     key_note: str = ""
+    role: Role = Field(
+        default="alliance",
+        description="alliance: measures the alliance and is monitored as such; post_session: "
+        "questions asked after a session (ruptures and the like); outcome: symptoms or change",
+    )
+    monitoring_order: int = Field(
+        default=100,
+        description="preference among alliance measures when a patient has several "
+        "(lower first; ties by id)",
+    )
     citations: tuple[Citation, ...]
     licence: str = Field(description="who holds the wording and where a clinic gets it")
     default_metric: Metric = "mean"
@@ -172,6 +212,7 @@ class Instrument(_Strict):
     missing: MissingRule
     cutoffs: tuple[Cutoff, ...] = ()
     norms: tuple[Norm, ...] = ()
+    signals: tuple[Signal, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Instrument:
@@ -205,7 +246,32 @@ class Instrument(_Strict):
         form_ids = [f.id for f in self.forms]
         if len(set(form_ids)) != len(form_ids) or not form_ids:
             raise ValueError("forms must be a non-empty list of unique ids")
+        self._check_signals(cited)
         return self
+
+    def _check_signals(self, cited: set[str]) -> None:
+        seen: set[str] = set()
+        for n, signal in enumerate(self.signals):
+            where = f"signals.{n} ({signal.id!r})"
+            if signal.id in seen:
+                raise ValueError(f"{where}.id: signal ids must be unique; {signal.id!r} repeats")
+            seen.add(signal.id)
+            if not 1 <= signal.item <= len(self.items):
+                raise ValueError(
+                    f"{where}.item: names no item {signal.item} "
+                    f"(the instrument has items 1..{len(self.items)})"
+                )
+            scale = self.item_scale(signal.item)
+            for value in signal.values:
+                if not _on_scale(value, scale):
+                    step = "" if scale.step is None else f" in steps of {scale.step:g}"
+                    raise ValueError(
+                        f"{where}.values: {value:g} is not an answer on item {signal.item}'s "
+                        f"scale {scale.min:g}..{scale.max:g}{step}"
+                    )
+            unknown = sorted(set(signal.sources) - cited)
+            if unknown:
+                raise ValueError(f"{where}.sources: cites unknown {unknown} (not in [[citations]])")
 
     # -- derived views -------------------------------------------------------------------
     @property
@@ -247,7 +313,21 @@ class Instrument(_Strict):
         """The response scale of one item (its own, or the instrument's)."""
         return self.items[number - 1].scale or self.scale
 
+    def signals_on(self, number: int) -> tuple[Signal, ...]:
+        """The signals raised by answers on one item."""
+        return tuple(s for s in self.signals if s.item == number)
+
     @property
     def scorable_scores(self) -> tuple[Score, ...]:
         """Scores that have a key (at least one item or subscales to combine)."""
         return tuple(s for s in self.scores if self.score_items(s.id))
+
+
+def _on_scale(value: float, scale: ResponseScale) -> bool:
+    """Whether ``value`` is an answer the scale allows (in range, and on its step grid)."""
+    if not scale.min <= value <= scale.max:
+        return False
+    if scale.step is None:
+        return True
+    steps = (value - scale.min) / scale.step
+    return math.isclose(steps, round(steps), abs_tol=1e-9)

@@ -39,7 +39,11 @@ def load_user_instruments() -> list[str]:
 
 
 def install_instrument(source: Path) -> str:
-    """Validate an instrument file and install it as an override; returns its id."""
+    """Validate an instrument file and install it; returns its id.
+
+    A file with a shipped id becomes a key override; any other id adds a new instrument.
+    Nothing is written unless the whole file is valid.
+    """
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
