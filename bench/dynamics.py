@@ -66,7 +66,7 @@ def per_patient(group: pd.DataFrame) -> pd.DataFrame:
     for k in range(1, len(x)):
         drop = x[k - 1] - x[k]
         for method, m in (("stiles2004", 2.0), ("strauss2006", 1.0)):
-            thr = m * sd
+            thr = max(m * sd, crit) if sd > 0 else np.nan  # the reliable-change bound
             if sd > 0 and drop >= thr - 1e-9 * max(1.0, thr):
                 target = x[k] + thr if method == "stiles2004" else x[k - 1]
                 status, rep = _repair(x, s, k, lambda v, t=target: v >= t - 1e-9)

@@ -301,14 +301,13 @@ def _merge_events(patients: np.ndarray, sessions: np.ndarray, ends: np.ndarray) 
     while an earlier one of the same patient is still open (before its end; NaN = open)
     joins it. The episode ends when every event in it has ended."""
     groups: list[list[int]] = []
-    current_end = np.nan
+    current_end = np.nan  # end of the episode being built; NaN while it has none
     for i in range(len(sessions)):
-        joins = bool(groups) and patients[groups[-1][0]] == patients[i]
-        joins = joins and (np.isnan(current_end) or sessions[i] < current_end)
-        if joins:
+        same = bool(groups) and patients[groups[-1][0]] == patients[i]
+        if same and (np.isnan(current_end) or sessions[i] < current_end):
             groups[-1].append(i)
-            current_end = np.nan if np.isnan(ends[i]) or np.isnan(current_end) else current_end
-            current_end = max(current_end, ends[i]) if not np.isnan(current_end) else current_end
+            open_still = np.isnan(current_end) or np.isnan(ends[i])
+            current_end = np.nan if open_still else max(current_end, ends[i])
         else:
             groups.append([i])
             current_end = ends[i]
