@@ -7,12 +7,11 @@ import io
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
-from webclinic import Clinic, full_answers
+from webclinic import Client, Clinic, full_answers
 
 
-def api(clinic: Clinic, user: str | None) -> TestClient:
-    client = TestClient(clinic.app)
+def api(clinic: Clinic, user: str | None) -> Client:
+    client = Client(clinic.app)
     if user:
         client.headers["Authorization"] = f"Bearer {clinic.tokens[user]}"
     return client
@@ -20,7 +19,7 @@ def api(clinic: Clinic, user: str | None) -> TestClient:
 
 def test_api_needs_a_valid_bearer_token(clinic: Clinic) -> None:
     assert api(clinic, None).get("/api/v1/patients").status_code == 401
-    bad = TestClient(clinic.app, headers={"Authorization": "Bearer nope"})
+    bad = Client(clinic.app, headers={"Authorization": "Bearer nope"})
     response = bad.get("/api/v1/patients")
     assert response.status_code == 401
     assert "invalid" in response.json()["detail"]
@@ -121,7 +120,14 @@ def test_alerts_acknowledge_and_resolve_with_roles(clinic: Clinic) -> None:
     alerts = therapist.get("/api/v1/alerts").json()
     assert [a["kind"] for a in alerts] == ["self_reported_rupture"]
     alert_id = alerts[0]["id"]
-    assert alerts[0]["guidance"]
+    assert alerts[0]["guidance"] and alerts[0]["title"] and alerts[0]["reason"]
+    episode = {k: alerts[0][k] for k in ("opened_session", "last_session", "state", "status")}
+    assert episode == {"opened_session": 1, "last_session": 1, "state": "open", "status": "open"}
+    assert alerts[0]["closed_session"] is None and alerts[0]["key_status"] == "unverified"
+    caseload = {p["code"]: p for p in api(clinic, "admin").get("/api/v1/patients").json()}
+    assert caseload["CODE-P1"]["status"] in ("watch", "act")
+    assert caseload["CODE-P1"]["status_reason"] and caseload["CODE-P1"]["open_alerts"] == 1
+    assert (caseload["CODE-P2"]["status"], caseload["CODE-P2"]["open_alerts"]) == ("steady", 0)
     assert (
         api(clinic, "t2").post(f"/api/v1/alerts/{alert_id}/acknowledge", json={}).status_code == 403
     )
@@ -138,6 +144,15 @@ def test_alerts_acknowledge_and_resolve_with_roles(clinic: Clinic) -> None:
     done = therapist.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "talked it through"})
     assert done.json()["status"] == "resolved"
     assert therapist.get("/api/v1/alerts").json() == []
+    [kept] = therapist.get("/api/v1/alerts?open_only=false").json()
+    assert (kept["id"], kept["status"], kept["note"]) == (
+        alert_id,
+        "resolved",
+        "seen\ntalked it through",
+    )
+    detail = therapist.get(f"/api/v1/patients/{clinic.patients['p1']}").json()
+    assert detail["status"] == "steady"  # resolved by the clinician: stored as computed
+    assert [a["status"] for a in detail["alerts"]] == ["resolved"]
 
 
 def test_openapi_schema_lists_the_api(clinic: Clinic) -> None:
@@ -145,6 +160,39 @@ def test_openapi_schema_lists_the_api(clinic: Clinic) -> None:
     assert "/api/v1/patients/{patient_id}" in schema["paths"]
     assert "/api/v1/links/{token}/responses" in schema["paths"]
     assert not any(p.startswith("/f/") for p in schema["paths"])
+    episode = schema["components"]["schemas"]["AlertOut"]["properties"]
+    assert {"opened_session", "last_session", "closed_session", "state", "close_reason"} <= set(
+        episode
+    )
+    assert {"status", "status_reason"} <= set(
+        schema["components"]["schemas"]["PatientSummary"]["properties"]
+    )
+
+
+def test_api_answers_validate_against_the_openapi_schema(clinic: Clinic) -> None:
+    from jsonschema import Draft202012Validator
+
+    therapist = api(clinic, "t1")
+    token = therapist.post(f"/api/v1/patients/{clinic.patients['p1']}/sessions").json()["token"]
+    api(clinic, None).post(
+        f"/api/v1/links/{token}/responses", json={"answers": full_answers(4, rupture=1)}
+    )
+    schema = api(clinic, None).get("/api/openapi.json").json()
+    Draft202012Validator.check_schema(schema["components"]["schemas"]["AlertOut"])
+
+    def check(path: str, component: str, many: bool) -> None:
+        ref = {"$ref": f"#/components/schemas/{component}"}
+        root = {
+            **({"type": "array", "items": ref} if many else ref),
+            "components": schema["components"],
+        }
+        body = therapist.get(path).json()
+        Draft202012Validator(root).validate(body)
+        assert body
+
+    check("/api/v1/alerts", "AlertOut", True)
+    check("/api/v1/patients", "PatientSummary", True)
+    check(f"/api/v1/patients/{clinic.patients['p1']}", "PatientDetail", False)
 
 
 def test_api_chart_and_supervision_refusals(clinic: Clinic) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from webclinic import PASSWORD, Browser, Clinic, csrf_of, full_answers, login, new_link
+from webclinic import PASSWORD, Browser, Client, Clinic, csrf_of, full_answers, login, new_link
 
 from alliance.store import repo
 from alliance.store.models import AuditEntry, Response
@@ -36,7 +35,7 @@ def test_wrong_password_and_forged_cookie_are_refused(sqlite_clinic: Clinic) -> 
     browser.get("/login")
     wrong = browser.post("/login", {"username": "t1", "password": "wrong password"})
     assert wrong.status_code == 401 and "wrong password" in wrong.text
-    forged = TestClient(sqlite_clinic.app, cookies={"alliance_session": "eyJ1IjoxfQ.forged"})
+    forged = Client(sqlite_clinic.app, cookies={"alliance_session": "eyJ1IjoxfQ.forged"})
     response = forged.get("/caseload", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/login"
 
@@ -54,7 +53,7 @@ def test_login_is_rate_limited(sqlite_clinic: Clinic) -> None:
 
 
 def test_forms_without_csrf_token_are_refused(sqlite_clinic: Clinic) -> None:
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     client.get("/login")
     assert client.post("/login", data={"username": "t1", "password": PASSWORD}).status_code == 403
     browser = login(sqlite_clinic.app, "t1")
@@ -66,7 +65,7 @@ def test_forms_without_csrf_token_are_refused(sqlite_clinic: Clinic) -> None:
 
 
 def test_security_headers_on_every_page(sqlite_clinic: Clinic) -> None:
-    response = TestClient(sqlite_clinic.app).get("/login")
+    response = Client(sqlite_clinic.app).get("/login")
     headers = response.headers
     assert "default-src 'self'" in headers["content-security-policy"]
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
@@ -78,14 +77,14 @@ def test_security_headers_on_every_page(sqlite_clinic: Clinic) -> None:
 
 def test_oversized_body_is_refused(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     response = client.post(f"/f/{token}", content=b"x" * 300_000)
     assert response.status_code == 413 and "at most" in response.json()["detail"]
 
 
 # -- roles --------------------------------------------------------------------------------
 def test_anonymous_users_are_sent_to_login(sqlite_clinic: Clinic) -> None:
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     for url in ("/caseload", f"/patients/{sqlite_clinic.patients['p1']}", "/admin", "/export"):
         response = client.get(url, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/login", url
@@ -134,7 +133,7 @@ def test_supervisor_sees_only_own_team(sqlite_clinic: Clinic) -> None:
 
 def test_researcher_export_page_has_no_codes(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    TestClient(sqlite_clinic.app).post(
+    Client(sqlite_clinic.app).post(
         f"/api/v1/links/{token}/responses", json={"answers": full_answers()}
     )
     browser = login(sqlite_clinic.app, "res")
@@ -198,7 +197,7 @@ def test_admin_creates_users_and_patients_with_schedules(sqlite_clinic: Clinic) 
 # -- the patient form ---------------------------------------------------------------------
 def test_patient_form_works_without_javascript_and_is_accessible(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    page = TestClient(sqlite_clinic.app).get(f"/f/{token}")
+    page = Client(sqlite_clinic.app).get(f"/f/{token}")
     assert page.status_code == 200
     html = page.text
     assert "<script" not in html
@@ -210,7 +209,7 @@ def test_patient_form_works_without_javascript_and_is_accessible(sqlite_clinic: 
 
 def test_invalid_submission_changes_nothing_and_names_the_question(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     csrf = csrf_of(client.get(f"/f/{token}").text)
     bad = dict(full_answers(), wai_sr_3="9", csrf_token=csrf)
     response = client.post(f"/f/{token}", data=bad)
@@ -228,13 +227,13 @@ def test_invalid_submission_changes_nothing_and_names_the_question(sqlite_clinic
 
 def test_patient_form_refuses_a_missing_csrf_token(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    response = TestClient(sqlite_clinic.app).post(f"/f/{token}", data=full_answers())
+    response = Client(sqlite_clinic.app).post(f"/f/{token}", data=full_answers())
     assert response.status_code == 403
     assert responses_count(sqlite_clinic) == 0
 
 
 def test_unknown_link_is_refused(sqlite_clinic: Clinic) -> None:
-    response = TestClient(sqlite_clinic.app).get("/f/not-a-real-token")
+    response = Client(sqlite_clinic.app).get("/f/not-a-real-token")
     assert response.status_code == 404 and "not valid" in response.text
 
 
@@ -254,7 +253,7 @@ def test_official_wording_from_an_installed_text_pack(sqlite_clinic: Clinic, all
     except Exception as exc:  # the reader's own format rules
         pytest.skip(f"text pack format differs: {exc}")
     token = new_link(sqlite_clinic)
-    page = TestClient(sqlite_clinic.app).get(f"/f/{token}?lang=de")
+    page = Client(sqlite_clinic.app).get(f"/f/{token}?lang=de")
     assert "Offizieller Wortlaut 1" in page.text
     assert page.text.count("Official wording not installed") == 1  # WAI-SR still without
 
@@ -299,7 +298,7 @@ def test_therapist_form_is_validated_and_stored(sqlite_clinic: Clinic) -> None:
 
 def test_patient_page_shows_scores_chart_alert_and_audits(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     csrf = csrf_of(client.get(f"/f/{token}").text)
     client.post(f"/f/{token}", data=dict(full_answers(3, rupture=1), csrf_token=csrf))
     browser = login(sqlite_clinic.app, "t1")
@@ -332,7 +331,7 @@ def test_logs_carry_route_templates_not_tokens(
     sqlite_clinic: Clinic, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = new_link(sqlite_clinic)
-    client = TestClient(sqlite_clinic.app)
+    client = Client(sqlite_clinic.app)
     with caplog.at_level(logging.DEBUG):
         csrf = csrf_of(client.get(f"/f/{token}").text)
         client.post(f"/f/{token}", data=dict(full_answers(), csrf_token=csrf))
@@ -344,13 +343,13 @@ def test_logs_carry_route_templates_not_tokens(
 
 
 def test_healthz(sqlite_clinic: Clinic) -> None:
-    response = TestClient(sqlite_clinic.app).get("/healthz")
+    response = Client(sqlite_clinic.app).get("/healthz")
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
 def test_malformed_language_falls_back_to_the_patients_language(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
-    page = TestClient(sqlite_clinic.app).get(f"/f/{token}?lang=../../secret_key")
+    page = Client(sqlite_clinic.app).get(f"/f/{token}?lang=../../secret_key")
     assert page.status_code == 200 and 'lang="en"' in page.text
 
 
@@ -360,7 +359,7 @@ def test_logout_ends_the_session_everywhere(sqlite_clinic: Clinic) -> None:
     assert phone.post("/logout", follow_redirects=False).status_code == 303
     for client in (
         desk.client,
-        TestClient(sqlite_clinic.app, cookies={"alliance_session": old_cookie}),
+        Client(sqlite_clinic.app, cookies={"alliance_session": old_cookie}),
     ):
         response = client.get("/caseload", follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/login"
@@ -385,7 +384,7 @@ def test_role_refusals_of_changes(
     sqlite_clinic: Clinic, user: str, path: str, data: dict[str, str]
 ) -> None:
     token = new_link(sqlite_clinic)
-    TestClient(sqlite_clinic.app).post(
+    Client(sqlite_clinic.app).post(
         f"/api/v1/links/{token}/responses", json={"answers": full_answers(rupture=1)}
     )
     login(sqlite_clinic.app, "t1").get("/caseload")  # computes the alert

@@ -1,22 +1,32 @@
 """Fixtures for the clinic: a real database (SQLite file, and PostgreSQL where the machine
-runs one), the real app, seeded users and patients, and logged-in clients."""
+runs one), the real app, seeded users and patients, and logged-in clients.
+
+The app refreshes analytics in a background thread after each commit; the clients here
+(:class:`Client`, :class:`Browser`) wait for pending refreshes before and after every
+request (``app.state.analytics.drain()``), so tests see a settled clinic.
+"""
 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from alliance.store import repo
 from alliance.store.db import Database
+from alliance.store.models import Patient, TherapySession
 from alliance.web.app import create_app
+from alliance.web.forms import score_answers
 from alliance.web.security import hash_password
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -132,12 +142,34 @@ def seed(app: FastAPI) -> Clinic:
     return clinic
 
 
+def settle(app: FastAPI) -> None:
+    """Wait until the app's pending analytics refreshes are done."""
+    assert app.state.analytics.drain(timeout=120), "analytics did not settle"
+
+
+def close(app: FastAPI) -> None:
+    """Stop the app's analytics thread and close its database."""
+    settle(app)
+    app.state.analytics.stop()
+    app.state.db.dispose()
+
+
+class Client(TestClient):
+    """A TestClient that lets pending analytics settle before and after each request."""
+
+    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        settle(self.app)  # type: ignore[arg-type]
+        response = super().request(*args, **kwargs)
+        settle(self.app)  # type: ignore[arg-type]
+        return response
+
+
 @pytest.fixture
 def clinic(database_url: str) -> Iterator[Clinic]:
     """The seeded clinic on SQLite and on PostgreSQL."""
     app = create_app(database_url, secret_key=SECRET)
     yield seed(app)
-    app.state.db.dispose()
+    close(app)
 
 
 @pytest.fixture
@@ -145,7 +177,7 @@ def sqlite_clinic(sqlite_url: str) -> Iterator[Clinic]:
     """The seeded clinic on SQLite only."""
     app = create_app(sqlite_url, secret_key=SECRET)
     yield seed(app)
-    app.state.db.dispose()
+    close(app)
 
 
 def csrf_of(html: str) -> str:
@@ -159,7 +191,7 @@ class Browser:
     """A TestClient that remembers the last CSRF token it saw."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.client = TestClient(app)
+        self.client = Client(app)
         self.csrf = ""
 
     def get(self, url: str, **kw: object):  # type: ignore[no-untyped-def]
@@ -209,3 +241,32 @@ def full_answers(value: int = 4, rupture: int = 0) -> dict[str, str]:
     if rupture:
         data["psq_2"], data["psq_3"] = "4", "2"
     return data
+
+
+# -- sessions straight through the repository (no HTTP) -------------------------------------
+def record_session(
+    s: Session,
+    patient: Patient,
+    forms: Sequence[tuple[repo.ScheduleSpec, Mapping[str, str]]],
+    on: date | None = None,
+) -> TherapySession:
+    """Add the patient's next session with these forms, validated and scored by the
+    clinic's own path (:func:`alliance.web.forms.score_answers`); marks the patient stale."""
+    session = repo.create_session(s, patient, None, on)
+    for spec, data in forms:
+        scored = score_answers(spec.instrument_id, spec.form_id, data)
+        source = "therapist" if spec.respondent == "therapist" else "test"
+        repo.add_response(s, session, spec, scored.items, scored.scores, source)
+    return session
+
+
+def answers_of(
+    row: Mapping[str, object], columns: Sequence[str], prefix: str = ""
+) -> dict[str, str]:
+    """Form fields from a simulated row (``prefix`` + column), leaving out missing answers."""
+    out = {}
+    for column in columns:
+        value = row.get(prefix + column)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[column] = f"{float(value):g}"
+    return out

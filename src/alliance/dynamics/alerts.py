@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from alliance.dynamics.reliable_change import Z_95
+from alliance.instruments import Cutoff, Instrument, get_instrument, list_instruments
 
 # The clinic tests every patient at every session, so a two-sided 95 % criterion (2.5 % false
 # falls per session) would flag about a third of steady patients once over 15 sessions. A
@@ -33,7 +33,6 @@ from alliance.dynamics.reliable_change import Z_95
 # ``detect_ruptures``); on simulated clinics it moves rupture-alert precision from .61 to
 # about .70 at a recall of about .66 (docs/dynamics.md).
 Z_99_ONE_SIDED = 2.3263478740408408
-from alliance.instruments import Cutoff, Instrument, get_instrument, list_instruments
 
 KINDS = frozenset(
     {

@@ -1,5 +1,12 @@
 """SQLAlchemy 2 models of the clinic: users, patients, sessions, links, responses, alerts.
 
+Alerts are *episodes* (:mod:`alliance.dynamics.episodes`): one row per (patient, kind,
+session the episode opened at), kept up to date by the analytics as later sessions arrive
+(``state``, ``last_session``, ``closed_session``, ``severity``), beside the clinician's
+workflow (``status``: open, acknowledged, resolved, with notes). Patients carry their one
+status (:mod:`alliance.dynamics.status`). The clinic's frozen norms (:class:`ClinicNorm`)
+are stored once, so later decisions never depend on patients who came later.
+
 Patients are pseudonymous (a clinic code; no name). Patient link tokens and API tokens are
 stored as SHA-256 hashes only. The audit log is append-only (enforced by database triggers
 created in the migration, and by an ORM guard here).
@@ -29,6 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 ROLES = ("admin", "supervisor", "therapist", "researcher")
 RESPONDENTS = ("client", "therapist", "observer")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
+EPISODE_STATES = ("open", "closed")
 
 
 def utcnow() -> datetime:
@@ -94,6 +102,10 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(16), default="en")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     alerts_stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The patient's one status from alliance.dynamics.status: act, watch or steady.
+    status: Mapped[str] = mapped_column(String(16), default="steady", server_default="steady")
+    status_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    status_since: Mapped[int | None] = mapped_column(Integer, default=None)  # a session number
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     therapist: Mapped[User] = relationship()
     schedule: Mapped[list[ScheduleEntry]] = relationship(
@@ -168,7 +180,12 @@ class Response(Base):
 
 
 class Alert(Base):
-    """An alert computed by :mod:`alliance.dynamics`, with its workflow status."""
+    """An alert episode computed by :mod:`alliance.dynamics`, with its workflow status.
+
+    ``session`` is the session the episode opened at (``opened_session``); with ``kind``
+    it is the episode's key. ``state`` is the condition (open or closed, decided by the
+    dynamics); ``status`` is the clinician's workflow (open, acknowledged, resolved).
+    """
 
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -179,6 +196,21 @@ class Alert(Base):
     reason: Mapped[str] = mapped_column(Text)
     guidance: Mapped[str] = mapped_column(Text, default="")
     sources: Mapped[str] = mapped_column(Text, default="")
+    # the episode (alliance.dynamics.episodes.EPISODE_COLUMNS)
+    last_session: Mapped[int] = mapped_column(Integer)
+    closed_session: Mapped[int | None] = mapped_column(Integer, default=None)
+    state: Mapped[str] = mapped_column(String(8), default="open", server_default="open")
+    escalated_session: Mapped[int | None] = mapped_column(Integer, default=None)
+    title: Mapped[str] = mapped_column(Text, default="", server_default="")
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    close_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    method: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    score: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    key_status: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the clinician's workflow
     status: Mapped[str] = mapped_column(String(16), default="open")
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -188,6 +220,16 @@ class Alert(Base):
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     patient: Mapped[Patient] = relationship()
     __table_args__ = (UniqueConstraint("patient_id", "session", "kind"),)
+
+    @property
+    def opened_session(self) -> int:
+        """The session the episode opened at (the ``session`` column)."""
+        return self.session
+
+    @property
+    def is_open(self) -> bool:
+        """Counted as an open alert: the condition holds and nobody resolved it."""
+        return self.state == "open" and self.status != "resolved"
 
 
 class RuptureEvent(Base):
@@ -202,6 +244,27 @@ class RuptureEvent(Base):
     repaired: Mapped[bool] = mapped_column(Boolean, default=False)
     repair_session: Mapped[int | None] = mapped_column(Integer, default=None)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ClinicNorm(Base):
+    """The clinic's frozen norms of one score (:class:`alliance.dynamics.Norms`).
+
+    Stored the first time the clinic has norms for the score (the instrument file's, or
+    estimated from its first sessions once enough patients have one) and never changed by
+    the application afterwards, so later patients do not move earlier decisions.
+    """
+
+    __tablename__ = "clinic_norms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instrument_id: Mapped[str] = mapped_column(String(32))
+    score: Mapped[str] = mapped_column(String(64))
+    sd: Mapped[float] = mapped_column(Float)
+    reliability: Mapped[float] = mapped_column(Float)
+    mean: Mapped[float | None] = mapped_column(Float, default=None)
+    source: Mapped[str] = mapped_column(Text, default="")
+    n_patients: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    __table_args__ = (UniqueConstraint("instrument_id", "score"),)
 
 
 class AuditEntry(Base):

@@ -15,14 +15,16 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from alliance.dynamics.episodes import EPISODE_COLUMNS
 from alliance.store.models import (
     ROLES,
     Alert,
     ApiToken,
     AuditEntry,
+    ClinicNorm,
     Link,
     LoginAttempt,
     Patient,
@@ -371,7 +373,8 @@ def add_response(
     user: User | None = None,
     language: str = "en",
 ) -> Response:
-    """Store one validated and scored form; marks the patient's alerts for refresh."""
+    """Store one validated and scored form; marks the patient's analytics stale (the
+    caller refreshes them after its commit)."""
     exists = s.scalar(
         select(Response.id).where(
             Response.session_id == session.id,
@@ -397,6 +400,31 @@ def add_response(
     s.execute(update(Patient).where(Patient.id == session.patient_id).values(alerts_stale=True))
     s.flush()
     return response
+
+
+def response_records(s: Session, patient_ids: Sequence[int] | None = None) -> list[Any]:
+    """Stored responses as plain rows, by patient, session and response: ``patient_id,
+    research_id, therapist_id, session, date, instrument_id, respondent, items, scores``
+    (one column query; no ORM objects)."""
+    query = (
+        select(
+            Response.patient_id,
+            Patient.research_id,
+            Patient.therapist_id,
+            TherapySession.number.label("session"),
+            TherapySession.date,
+            Response.instrument_id,
+            Response.respondent,
+            Response.items,
+            Response.scores,
+        )
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .join(Patient, Response.patient_id == Patient.id)
+        .order_by(Response.patient_id, TherapySession.number, Response.id)
+    )
+    if patient_ids is not None:
+        query = query.where(Response.patient_id.in_(list(patient_ids)))
+    return list(s.execute(query).all())
 
 
 def responses_frame(s: Session, patient_ids: Sequence[int] | None = None) -> pd.DataFrame:
@@ -435,65 +463,233 @@ def responses_frame(s: Session, patient_ids: Sequence[int] | None = None) -> pd.
     return pd.DataFrame.from_records(records)
 
 
-# -- alerts and ruptures -----------------------------------------------------------------
+# -- analytics: alert episodes, ruptures, statuses, frozen norms ------------------------
+# Episode columns the analytics own (alliance.dynamics.episodes.EPISODE_COLUMNS, minus the
+# key and the therapist); the clinician's workflow columns are never written from here
+# except ``status``, through alliance.dynamics.episodes.workflow_status.
+EPISODE_FIELDS = tuple(
+    c for c in EPISODE_COLUMNS if c not in ("patient_id", "therapist_id", "kind", "opened_session")
+)
+
+
 def stale_patient_ids(s: Session, patient_ids: Sequence[int] | None = None) -> list[int]:
-    """Patients whose alerts need recomputing after new responses."""
+    """Patients whose analytics need recomputing after new responses."""
     query = select(Patient.id).where(Patient.alerts_stale.is_(True))
     if patient_ids is not None:
         query = query.where(Patient.id.in_(list(patient_ids)))
-    return list(s.scalars(query).all())
+    return list(s.scalars(query.order_by(Patient.id)).all())
+
+
+def response_counts(s: Session, patient_ids: Sequence[int], lock: bool = False) -> dict[int, int]:
+    """Number of stored responses per patient (responses are never deleted, so a count
+    that grew means new answers). ``lock`` first takes the patients' rows for update, so a
+    submission committing meanwhile either is counted or marks the patient stale after us.
+    """
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return {}
+    if lock:
+        s.execute(
+            select(Patient.id).where(Patient.id.in_(ids)).order_by(Patient.id).with_for_update()
+        )
+    query = (
+        select(Response.patient_id, func.count(Response.id))
+        .where(Response.patient_id.in_(ids))
+        .group_by(Response.patient_id)
+    )
+    counts = {pid: 0 for pid in ids}
+    counts.update({int(pid): int(n) for pid, n in s.execute(query)})
+    return counts
+
+
+def _set(target: Any, name: str, value: Any) -> bool:
+    """Set an attribute if it differs; whether it did."""
+    if getattr(target, name) == value:
+        return False
+    setattr(target, name, value)
+    return True
 
 
 def replace_analytics(
     s: Session,
     patient_ids: Sequence[int],
-    alerts: Iterable[dict[str, Any]],
+    episodes: Iterable[dict[str, Any]],
     ruptures: Iterable[dict[str, Any]],
 ) -> int:
-    """Store freshly computed alerts and ruptures for these patients.
+    """Store freshly computed analytics of these patients; returns the new episodes.
 
-    Alerts are keyed by (patient, session, kind): an alert already present keeps its
-    workflow status and note; new ones are added as open. Ruptures are replaced.
-    Returns the number of new alerts.
+    Episodes are upserted by (patient, opened session, kind): a new one is added with the
+    workflow status "open"; an existing one takes the new numbers, reason, detail, state,
+    last and closed session and severity, and its workflow status passes through
+    :func:`alliance.dynamics.episodes.workflow_status` (an escalation reopens it). Stored
+    episodes the analytics no longer produce are left as they are (decisions about past
+    sessions stand). Ruptures are replaced; the patients' statuses are recomputed from
+    their stored episodes (:func:`store_statuses`); the patients are marked fresh. Rows
+    are those of :mod:`alliance.web.dynamics_adapter`.
     """
+    from alliance.dynamics.episodes import workflow_status
+
     ids = list(patient_ids)
     existing = {
         (a.patient_id, a.session, a.kind): a
         for a in s.scalars(select(Alert).where(Alert.patient_id.in_(ids)))
     }
+    now = utcnow()
     added = 0
-    for row in alerts:
-        key = (int(row["patient_id"]), int(row["session"]), str(row["kind"]))
-        if key in existing:
+    for row in episodes:
+        opened = row["opened_session"] if "opened_session" in row else row["session"]
+        key = (int(row["patient_id"]), int(opened), str(row["kind"]))
+        values = {name: row[name] for name in EPISODE_FIELDS if name in row}
+        values.setdefault("last_session", key[1])
+        alert = existing.get(key)
+        if alert is None:
+            alert = Alert(patient_id=key[0], session=key[1], kind=key[2], status="open", **values)
+            alert.updated_at = now
+            s.add(alert)
+            existing[key] = alert
+            added += 1
             continue
-        s.add(
-            Alert(
-                patient_id=key[0],
-                session=key[1],
-                kind=key[2],
-                severity=str(row.get("severity", "")),
-                reason=str(row.get("reason", "")),
-                guidance=str(row.get("guidance", "")),
-                sources=str(row.get("sources", "")),
-            )
+        status = workflow_status(
+            alert.status, alert.severity, values.get("severity", alert.severity)
         )
-        existing[key] = Alert()
-        added += 1
-    for old in s.scalars(select(RuptureEvent).where(RuptureEvent.patient_id.in_(ids))):
-        s.delete(old)
-    for row in ruptures:
-        s.add(RuptureEvent(**row))
+        changed = _set(alert, "status", status)
+        for name, value in values.items():
+            changed = _set(alert, name, value) or changed
+        if changed:
+            alert.updated_at = now
+    s.execute(delete(RuptureEvent).where(RuptureEvent.patient_id.in_(ids)))
+    rows = list(ruptures)
+    if rows:
+        s.execute(insert(RuptureEvent), rows)
+    s.flush()
+    store_statuses(s, ids)
     s.execute(update(Patient).where(Patient.id.in_(ids)).values(alerts_stale=False))
     s.flush()
     return added
 
 
+def store_statuses(s: Session, patient_ids: Sequence[int]) -> None:
+    """Recompute and store these patients' status from their stored episodes with
+    :func:`alliance.dynamics.status.patient_status` (the clinic's rule: episodes whose
+    condition holds count unless a clinician resolved them)."""
+    from alliance.dynamics.status import patient_status
+
+    ids = sorted(set(patient_ids))
+    if not ids:
+        return
+    columns = ["patient_id", "kind", "state", "severity", "opened_session", "reason", "workflow"]
+    query = (
+        select(Alert.patient_id, Alert.kind, Alert.state, Alert.severity)
+        .add_columns(Alert.session, Alert.reason, Alert.status)
+        .where(Alert.patient_id.in_(ids))
+        .order_by(Alert.patient_id, Alert.session, Alert.kind)  # the dynamics' own order
+    )
+    episodes = pd.DataFrame([tuple(r) for r in s.execute(query)], columns=columns)
+    for rec in patient_status(episodes, ids).to_dict("records"):
+        since = rec["since_session"]
+        s.execute(
+            update(Patient)
+            .where(Patient.id == int(rec["patient_id"]))
+            .values(
+                status=str(rec["status"]),
+                status_reason=str(rec["reason"]),
+                status_since=None if pd.isna(since) else int(since),
+            )
+        )
+
+
+def _open(query: Any) -> Any:
+    return query.where(Alert.state == "open", Alert.status != "resolved")
+
+
 def alerts_of(s: Session, patient_ids: Sequence[int], open_only: bool = False) -> Sequence[Alert]:
-    """Alerts of these patients, newest session first."""
+    """Alert episodes of these patients, newest opened first. ``open_only``: the open
+    alerts (the condition holds and nobody resolved them)."""
     query = select(Alert).where(Alert.patient_id.in_(list(patient_ids)))
     if open_only:
-        query = query.where(Alert.status != "resolved")
+        query = _open(query)
     return s.scalars(query.order_by(Alert.patient_id, Alert.session.desc(), Alert.id)).all()
+
+
+def open_alert_counts(s: Session, patient_ids: Sequence[int]) -> dict[int, int]:
+    """Open alerts per patient (patients without any are left out)."""
+    query = _open(
+        select(Alert.patient_id, func.count(Alert.id)).where(
+            Alert.patient_id.in_(list(patient_ids))
+        )
+    ).group_by(Alert.patient_id)
+    return {int(pid): int(n) for pid, n in s.execute(query)}
+
+
+def stored_norms(s: Session) -> Sequence[ClinicNorm]:
+    """The clinic's frozen norms, one row per (instrument, score)."""
+    return s.scalars(select(ClinicNorm).order_by(ClinicNorm.instrument_id, ClinicNorm.score)).all()
+
+
+def store_norms(
+    s: Session,
+    instrument_id: str,
+    score: str,
+    *,
+    sd: float,
+    reliability: float,
+    source: str,
+    mean: float | None = None,
+    n_patients: int | None = None,
+) -> ClinicNorm:
+    """Freeze norms of one score; :class:`Conflict` if the clinic already has some."""
+    found = s.scalar(
+        select(ClinicNorm.id).where(
+            ClinicNorm.instrument_id == instrument_id, ClinicNorm.score == score
+        )
+    )
+    if found is not None:
+        raise Conflict(f"norms: {instrument_id} {score} are already frozen")
+    row = ClinicNorm(
+        instrument_id=instrument_id,
+        score=score,
+        sd=float(sd),
+        reliability=float(reliability),
+        mean=None if mean is None else float(mean),
+        source=source,
+        n_patients=n_patients,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def first_responses_frame(s: Session, instrument_id: str) -> pd.DataFrame:
+    """Each patient's first client response to the instrument (items and scores): the
+    clinic's first sessions, from which its norms are estimated.
+
+    Columns: ``patient_id, session`` and the item and score columns.
+    """
+    scope = (Response.instrument_id == instrument_id) & (Response.respondent == "client")
+    first = (
+        select(Response.patient_id, func.min(TherapySession.number).label("first"))
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .where(scope)
+        .group_by(Response.patient_id)
+        .subquery()
+    )
+    query = (
+        select(Response.patient_id, TherapySession.number, Response.items, Response.scores)
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .join(
+            first,
+            (first.c.patient_id == Response.patient_id) & (first.c.first == TherapySession.number),
+        )
+        .where(scope)
+        .order_by(Response.patient_id)
+    )
+    records = [
+        {"patient_id": pid, "session": number, **items, **scores}
+        for pid, number, items, scores in s.execute(query)
+    ]
+    return pd.DataFrame.from_records(
+        records, columns=None if records else ["patient_id", "session"]
+    )
 
 
 def ruptures_of(s: Session, patient_ids: Sequence[int]) -> Sequence[RuptureEvent]:
@@ -527,3 +723,4 @@ def set_alert_status(s: Session, alert: Alert, user: User, status: str, note: st
     if note.strip():
         alert.note = (alert.note + "\n" if alert.note else "") + note.strip()
     s.flush()
+    store_statuses(s, [alert.patient_id])  # a resolved episode no longer counts

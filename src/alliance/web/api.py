@@ -1,6 +1,8 @@
 """JSON API under ``/api/v1`` with bearer tokens (OpenAPI schema at ``/api/openapi.json``).
 
-Every route checks the role; every read or change of patient data is audited.
+Every route checks the role; every read or change of patient data is audited. Reads only
+read: alert episodes and statuses are computed when answers are committed
+(:mod:`alliance.web.monitoring`), never by a GET.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 from alliance.store import repo
 from alliance.store.db import Database
 from alliance.store.models import Patient, User
-from alliance.web import monitoring, reports
+from alliance.web import charts, monitoring, reports
 from alliance.web.deps import RefusedPatient, bearer_user, require_role
 from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
 
@@ -33,8 +35,11 @@ class Me(BaseModel):
     role: str
 
 
+Status = Literal["act", "watch", "steady"]
+
+
 class PatientSummary(BaseModel):
-    """One caseload row."""
+    """One caseload row, with the patient's status (act, watch, steady) and why."""
 
     id: int
     code: str
@@ -44,17 +49,38 @@ class PatientSummary(BaseModel):
     latest_patient_total: float | None
     latest_therapist_total: float | None
     open_alerts: int
+    status: Status
+    status_reason: str
+    status_since: int | None = Field(description="session the status has held since")
 
 
 class AlertOut(BaseModel):
-    """An alert with its reason, guidance and workflow status."""
+    """An alert episode: what it rests on, how it evolved, and the clinician's workflow.
+
+    ``state`` is the condition (open while it holds, closed when it ended, with
+    ``closed_session`` and ``close_reason``); ``status`` is the workflow (open,
+    acknowledged, resolved). ``session`` is ``opened_session`` (kept for older clients).
+    """
 
     id: int
     patient_id: int
     session: int
     kind: str
+    opened_session: int
+    last_session: int
+    closed_session: int | None
+    state: Literal["open", "closed"]
     severity: str
+    escalated_session: int | None
+    title: str
     reason: str
+    detail: str
+    close_reason: str
+    method: str
+    value: float | None
+    threshold: float | None
+    score: str
+    key_status: str
     guidance: str
     sources: str
     status: str
@@ -72,11 +98,14 @@ class RuptureOut(BaseModel):
 
 
 class PatientDetail(BaseModel):
-    """A patient's session table (scores of both raters), ruptures and alerts."""
+    """A patient's status, session table (scores of both raters), ruptures and alerts."""
 
     id: int
     code: str
     therapist_id: int
+    status: Status
+    status_reason: str
+    status_since: int | None
     instrument: str | None
     sessions: list[dict[str, Any]]
     ruptures: list[RuptureOut]
@@ -116,19 +145,40 @@ def _db(request: Request) -> Database:
     return db
 
 
+def _number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
 def _alert_out(a: Any) -> AlertOut:
     return AlertOut(
         id=a.id,
         patient_id=a.patient_id,
         session=a.session,
         kind=a.kind,
+        opened_session=a.session,
+        last_session=a.last_session,
+        closed_session=a.closed_session,
+        state=a.state,
         severity=a.severity,
+        escalated_session=a.escalated_session,
+        title=a.title,
         reason=a.reason,
+        detail=a.detail,
+        close_reason=a.close_reason,
+        method=a.method,
+        value=_number(a.value),
+        threshold=_number(a.threshold),
+        score=a.score,
+        key_status=a.key_status,
         guidance=a.guidance,
         sources=a.sources,
         status=a.status,
         note=a.note,
     )
+
+
+def _status(value: str) -> Status:
+    return value if value in ("act", "watch") else "steady"  # type: ignore[return-value]
 
 
 def _visible(s: Session, user: User, patient_id: int) -> Patient:
@@ -161,14 +211,11 @@ def me(user: User = Depends(bearer_user)) -> Me:
 
 @router.get("/patients", response_model=list[PatientSummary])
 def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[PatientSummary]:
-    """The caller's caseload (therapist), team (supervisor) or clinic (admin)."""
+    """The caller's caseload (therapist), team (supervisor) or clinic (admin), each
+    patient with their status."""
     require_role(user, CLINICAL)
-    from alliance.web.pages import caseload_rows
-
-    db = _db(request)
-    monitoring.refresh_alerts(db)
-    with db.write() as s:
-        rows = caseload_rows(s, list(repo.patients_for(s, user)))
+    with _db(request).write() as s:
+        rows = monitoring.caseload_summary(s, list(repo.patients_for(s, user)))
         repo.audit(s, user, "read", "caseload", detail=f"api {len(rows)} patients")
     return [
         PatientSummary(
@@ -180,6 +227,9 @@ def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[P
             latest_patient_total=r["patient_total"],
             latest_therapist_total=r["therapist_total"],
             open_alerts=r["open_alerts"],
+            status=_status(r["status"]),
+            status_reason=r["status_reason"],
+            status_since=r["status_since"],
         )
         for r in rows
     ]
@@ -191,9 +241,7 @@ def get_patient(
 ) -> PatientDetail:
     """A patient's scores per session (patient and therapist), ruptures and alerts."""
     require_role(user, CLINICAL)
-    db = _db(request)
-    monitoring.refresh_alerts(db, [patient_id])
-    with db.write() as s:
+    with _db(request).write() as s:
         patient = _visible(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
         ruptures = repo.ruptures_of(s, [patient.id])
@@ -206,6 +254,9 @@ def get_patient(
             id=patient.id,
             code=patient.code,
             therapist_id=patient.therapist_id,
+            status=_status(patient.status),
+            status_reason=patient.status_reason,
+            status_since=patient.status_since,
             instrument=monitoring.primary_instrument(list(table.columns)),
             sessions=records,
             ruptures=[
@@ -234,7 +285,7 @@ def chart_spec(patient_id: int, request: Request, user: User = Depends(bearer_us
     primary = monitoring.primary_instrument(list(table.columns))
     if primary is None:
         raise HTTPException(404, "patient_id: no scores to chart yet")
-    return monitoring.trajectory_spec(table, primary, ruptures)
+    return charts.trajectory_spec(table, primary, ruptures)
 
 
 @router.post("/patients/{patient_id}/sessions", response_model=SessionCreated, status_code=201)
@@ -280,11 +331,10 @@ async def submit(token: str, body: Submission, request: Request) -> Accepted:
 def list_alerts(
     request: Request, open_only: bool = True, user: User = Depends(bearer_user)
 ) -> list[AlertOut]:
-    """Alerts on the caller's caseload (open and acknowledged by default)."""
+    """Alert episodes on the caller's caseload: by default the open ones (the condition
+    holds and nobody resolved them); ``open_only=false`` for every episode."""
     require_role(user, CLINICAL)
-    db = _db(request)
-    monitoring.refresh_alerts(db)
-    with db.write() as s:
+    with _db(request).write() as s:
         ids = [p.id for p in repo.patients_for(s, user)]
         alerts = repo.alerts_of(s, ids, open_only=open_only)
         repo.audit(s, user, "read", "alerts", detail=f"api {len(alerts)} alerts")
@@ -327,9 +377,7 @@ def resolve(
 def supervision(request: Request, user: User = Depends(bearer_user)) -> list[dict[str, Any]]:
     """Per-therapist alliance summary and rupture/repair rates of the caller's team."""
     require_role(user, ("supervisor", "admin"))
-    db = _db(request)
-    monitoring.refresh_alerts(db)
-    with db.write() as s:
+    with _db(request).write() as s:
         rows = reports.team_summary(s, user)
         repo.audit(s, user, "read", "team-summary", detail=f"api {len(rows)} therapists")
     return [{k: _json_value(v) for k, v in r.items()} for r in rows]

@@ -25,6 +25,7 @@ from alliance.store import migrate, repo
 from alliance.store.db import Database
 from alliance.web import admin, api, pages, patient, reports
 from alliance.web.deps import LoginRequired, RefusedPatient
+from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
 from alliance.web.submissions import SubmissionWriter
 
@@ -99,7 +100,10 @@ def create_app(
     app.state.signer = Signer(secret_key or load_secret_key())
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.chart_cache = {}
-    app.state.writer = SubmissionWriter(db)
+    # Analytics run in their own thread after commits, never while a page is read; the
+    # sweep picks up patients whose refresh was lost (e.g. a crash before it ran).
+    app.state.analytics = AnalyticsWorker(db)
+    app.state.writer = SubmissionWriter(db, on_commit=app.state.analytics.submit)
     app.add_middleware(SecurityMiddleware)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _add_handlers(app)
@@ -109,6 +113,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(reports.router)
     app.include_router(api.router)
+    app.state.analytics.sweep()
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

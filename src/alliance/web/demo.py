@@ -2,7 +2,11 @@
 
 Users: one admin, one supervisor per two therapists, the therapists, one researcher.
 Patients, sessions and answers come from :func:`alliance.simulate.simulate_clinic`;
-scores from the scoring core; alerts and ruptures from :mod:`alliance.dynamics`.
+scores from the scoring core. Then the analytics run once for every patient, as the clinic
+runs them after each submission (:func:`alliance.web.monitoring.refresh_patients`): the
+clinic's norms are frozen from the seeded first sessions, and every session is judged
+prospectively, so the episodes and statuses are those the clinic would have reached had
+the answers come in one session at a time.
 """
 
 from __future__ import annotations
@@ -28,19 +32,23 @@ DEMO_PASSWORD = "demo-password"
 CLIENT_FORMS = {"wai_sr": "client", "psq": "patient", "srs": "client"}
 
 
-def _simulate(therapists: int, patients: int, seed: int) -> pd.DataFrame:
+def _simulate(
+    therapists: int, patients: int, seed: int, sessions: tuple[int, int] | None
+) -> pd.DataFrame:
     from alliance.simulate import simulate_clinic
 
     per_therapist = max(1, round(patients / max(therapists, 1)))
+    lengths = {"min_sessions": sessions[0], "max_sessions": sessions[1]} if sessions else {}
     clinic = simulate_clinic(
         therapists,
         per_therapist,
         therapist_form=True,
         post_session_questions=True,
         seed=seed,
+        **lengths,  # type: ignore[arg-type]
     )
-    sessions: pd.DataFrame = clinic.sessions
-    return sessions
+    table: pd.DataFrame = clinic.sessions
+    return table
 
 
 def rating_blocks(sessions: pd.DataFrame) -> list[tuple[str, str, str, list[str], list[str]]]:
@@ -127,10 +135,19 @@ def _jsonable(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def fill_demo(
-    db: Database, therapists: int = 4, patients: int = 40, seed: int = 7
+    db: Database,
+    therapists: int = 4,
+    patients: int = 40,
+    seed: int = 7,
+    sessions_per_patient: tuple[int, int] | None = None,
+    analytics: bool = True,
 ) -> dict[str, list[str]]:
-    """Create users, patients, sessions and scored answers; compute alerts. Returns logins."""
-    sessions = _simulate(therapists, patients, seed)
+    """Create users, patients, sessions and scored answers, then run the analytics for
+    every patient (unless ``analytics`` is False: the patients stay stale). Returns logins.
+
+    ``sessions_per_patient``: (fewest, most) sessions of a patient (simulator default).
+    """
+    sessions = _simulate(therapists, patients, seed, sessions_per_patient)
     logins, therapist_ids = _users(db, therapists)
     blocks = rating_blocks(sessions)
     sim_therapists = sorted(sessions["therapist_id"].unique(), key=str)
@@ -202,6 +219,7 @@ def fill_demo(
         repo.audit(
             s, None, "create", "demo-data", actor="demo", detail=f"{len(responses)} responses"
         )
-    monitoring.refresh_alerts(db)
+    if analytics:
+        monitoring.refresh_patients(db)
     _ = date, User
     return logins

@@ -1,27 +1,48 @@
-"""Session tables, trajectories and charts for the clinic, and the bridge to the dynamics.
+"""Session tables for the clinic, and the bridge to the dynamics.
 
-Alert and rupture logic lives in :mod:`alliance.dynamics`; this module only assembles the
-long session table it expects from the stored responses, calls it, and stores the result.
+Alert, rupture and status policy lives in :mod:`alliance.dynamics`; this module assembles
+the wide session table it expects from the stored responses, calls
+:func:`alliance.dynamics.monitor.monitor` and stores its results.
+
+When analytics run: never while a page is read. After answers are committed (the patient
+link writer, the therapist form) the patients go to the process's
+:class:`AnalyticsWorker`, which recomputes them one batch at a time in the background with
+:func:`refresh_patients`; a patient whose refresh was lost (a crash, a failure) keeps its
+``alerts_stale`` flag and is picked up by the sweep at start-up (and every few minutes).
+
+Norms are frozen: the first norms the clinic gets for an instrument (the instrument file's,
+or estimated from the clinic's first sessions once enough patients have one,
+:func:`alliance.dynamics.reliable_change.clinic_norms`) are stored in ``clinic_norms`` and
+used for every later decision, so a patient's episodes never move because other patients
+came later, and monitoring one patient alone gives that patient's part of the whole clinic.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import Any
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from alliance.instruments import get_instrument, list_instruments
+from alliance.instruments import alliance_measures, get_instrument, list_instruments
 from alliance.store import repo
 from alliance.store.db import Database
 
+if TYPE_CHECKING:
+    from alliance.dynamics.reliable_change import Norms
+    from alliance.store.models import Patient
+
 log = logging.getLogger("alliance.web")
-ALLIANCE_INSTRUMENTS = ("wai_sr", "wai_s", "wai", "haq2", "calpas", "srs")
 META_COLUMNS = ("patient_id", "research_id", "therapist_id", "session", "date")
+NORM_SCORE = "total"  # reliable change rests on the instrument's total
+REFRESH_CHUNK = 200  # patients per monitor call of the worker
 
 
 def rating_prefix(instrument_id: str, respondent: str) -> str:
@@ -36,26 +57,42 @@ def session_table(s: Session, patient_ids: Sequence[int] | None = None) -> pd.Da
     ``wai_sr_total``); ratings by the therapist (or an observer) carry the respondent after
     the instrument id (``wai_sr_therapist_total``).
     """
-    long = repo.responses_frame(s, patient_ids)
-    if long.empty:
+    return wide_table(repo.response_records(s, patient_ids))
+
+
+def wide_table(records: Sequence[Any]) -> pd.DataFrame:
+    """The wide session table of :func:`repo.response_records` rows (a column that no
+    response answered is left out)."""
+    if not records:
         return pd.DataFrame(columns=list(META_COLUMNS))
-    parts = []
-    for (instrument_id, respondent), group in long.groupby(["instrument_id", "respondent"]):
-        prefix = rating_prefix(str(instrument_id), str(respondent))
-        columns = [
-            c for c in group.columns if c.startswith(f"{instrument_id}_") and group[c].notna().any()
-        ]
-        part = group[[*META_COLUMNS, *columns]].copy()
-        if prefix != instrument_id:
-            part = part.rename(columns={c: prefix + c[len(str(instrument_id)) :] for c in columns})
-        parts.append(part.set_index(list(META_COLUMNS)))
-    wide = pd.concat(parts, axis=1).reset_index()
-    return wide.sort_values(["patient_id", "session"]).reset_index(drop=True)
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in records:
+        row = rows.get((r.patient_id, r.session))
+        if row is None:
+            row = rows[(r.patient_id, r.session)] = {
+                "patient_id": r.patient_id,
+                "research_id": r.research_id,
+                "therapist_id": r.therapist_id,
+                "session": r.session,
+                "date": pd.Timestamp(r.date),
+            }
+        prefix = rating_prefix(r.instrument_id, r.respondent)
+        if prefix == r.instrument_id:
+            row.update(r.items)
+            row.update(r.scores)
+        else:
+            cut = len(r.instrument_id)
+            for values in (r.items, r.scores):
+                row.update({prefix + k[cut:]: v for k, v in values.items()})
+    wide = pd.DataFrame.from_records(list(rows.values()))
+    wide = wide.loc[:, wide.notna().any().to_numpy()]
+    return wide.sort_values(["patient_id", "session"], kind="stable").reset_index(drop=True)
 
 
 def primary_instrument(columns: Sequence[str]) -> str | None:
-    """The alliance measure shown first: the first of WAI-SR, WAI-S, ... with a total."""
-    for instrument_id in ALLIANCE_INSTRUMENTS:
+    """The alliance measure shown first: the first in monitoring order with a total
+    (:func:`alliance.instruments.alliance_measures`)."""
+    for instrument_id in alliance_measures():
         if f"{instrument_id}_total" in columns:
             return instrument_id
     return None
@@ -109,107 +146,235 @@ def fmt(value: Any, digits: int = 2, labels: dict[float, str] | None = None) -> 
     return f"{float(value):.{digits}f}"
 
 
-# -- alerts ------------------------------------------------------------------------------
-def refresh_alerts(db: Database, patient_ids: Sequence[int] | None = None) -> int:
-    """Recompute alerts and ruptures for patients with new responses; returns new alerts.
-
-    The dynamics see the whole clinic's table (clinic percentiles and SDs need it); only
-    the stale patients' alerts and ruptures are stored.
-    """
-    with db.read() as s:
-        stale = repo.stale_patient_ids(s, patient_ids)
-        if not stale:
-            return 0
-        table = session_table(s)
-    try:
-        alerts, ruptures = compute_dynamics(table)
-    except Exception as exc:  # analytics failure must not take the clinic pages down
-        log.warning("alert computation failed (%s); patients stay marked stale", type(exc).__name__)
-        return 0
-    wanted = set(stale)
-    alerts = [a for a in alerts if a["patient_id"] in wanted]
-    ruptures = [r for r in ruptures if r["patient_id"] in wanted]
-    try:
-        with db.write() as s:
-            return repo.replace_analytics(s, stale, alerts, ruptures)
-    except IntegrityError:  # another worker stored the same alerts first
-        return 0
+# -- analytics ---------------------------------------------------------------------------
+def allow_unverified() -> bool:
+    """The clinic's setting ``ALLIANCE_ALERTS_ALLOW_UNVERIFIED`` (default off)."""
+    return os.environ.get("ALLIANCE_ALERTS_ALLOW_UNVERIFIED", "0") in ("1", "true", "yes")
 
 
-def compute_dynamics(table: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Alerts and ruptures of a session table, from :mod:`alliance.dynamics`."""
-    from alliance.web import dynamics_adapter
+def _norms_of(row: Any) -> Norms:
+    from alliance.dynamics.reliable_change import Norms
 
-    return dynamics_adapter.alerts_and_ruptures(table)
-
-
-# -- charts ------------------------------------------------------------------------------
-def trajectory_long(table: pd.DataFrame, instrument_id: str) -> pd.DataFrame:
-    """Long table (session, score, rater, value) of an instrument's scores for charting."""
-    rows = []
-    inst = get_instrument(instrument_id)
-    for respondent in ("client", "therapist"):
-        prefix = rating_prefix(instrument_id, respondent)
-        for score in inst.scorable_scores:
-            column = f"{prefix}_{score.id}"
-            if column not in table.columns:
-                continue
-            part = table[["session", column]].dropna()
-            for session, value in zip(part["session"], part[column], strict=True):
-                rows.append(
-                    {
-                        "session": int(session),
-                        "score": score.label,
-                        "rater": "patient" if respondent == "client" else "therapist",
-                        "value": float(value),
-                    }
-                )
-    return pd.DataFrame(rows, columns=["session", "score", "rater", "value"])
-
-
-def trajectory_spec(
-    table: pd.DataFrame, instrument_id: str, ruptures: Sequence[int] = ()
-) -> dict[str, Any]:
-    """One declarative Vega-Lite spec (via Altair) of the patient's alliance trajectory."""
-    import altair as alt
-
-    data = trajectory_long(table, instrument_id)
-    scale = get_instrument(instrument_id).scale
-    lines = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("session:Q", title="Session", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y(
-                "value:Q",
-                title=get_instrument(instrument_id).short_name,
-                scale=alt.Scale(domain=[scale.min, scale.max]),
-            ),
-            color=alt.Color("score:N", title="Score"),
-            strokeDash=alt.StrokeDash(
-                "rater:N", title="Rater", legend=alt.Legend(symbolType="stroke")
-            ),
-            tooltip=["session:Q", "score:N", "rater:N", alt.Tooltip("value:Q", format=".2f")],
-        )
+    return Norms.from_dict(
+        {"sd": row.sd, "reliability": row.reliability, "source": row.source, "mean": row.mean}
     )
-    chart: Any = lines
-    if ruptures:
-        marks = pd.DataFrame({"session": list(ruptures)})
-        rules = alt.Chart(marks).mark_rule(color="#b00020", strokeDash=[2, 2]).encode(x="session:Q")
-        chart = alt.layer(lines, rules)
-    chart = chart.properties(width=560, height=260, title="Alliance trajectory")
-    spec: dict[str, Any] = chart.to_dict()
-    return spec
 
 
-def spec_to_svg(spec: dict[str, Any]) -> str:
-    """Render a Vega-Lite spec to SVG on the server (no JavaScript, no CDN)."""
-    import vl_convert as vlc
+def frozen_norms(
+    db: Database, instruments: Iterable[str], stored: Sequence[Any]
+) -> dict[str, Norms]:
+    """The clinic's norms by instrument id: the stored ones, and for an instrument without
+    any, the first the clinic gets (:func:`clinic_norms` over its first sessions: one
+    query), stored at once so that they never change afterwards."""
+    from alliance.dynamics.reliable_change import clinic_norms
 
-    svg: str = vlc.vegalite_to_svg(spec)
-    return svg
+    norms = {row.instrument_id: _norms_of(row) for row in stored if row.score == NORM_SCORE}
+    for instrument_id in instruments:
+        if instrument_id in norms:
+            continue
+        with db.read() as s:
+            first = repo.first_responses_frame(s, instrument_id)
+        found = clinic_norms(first, instrument_id)
+        if found is None:
+            continue
+        column = f"{instrument_id}_{NORM_SCORE}"
+        n = int(first.loc[first[column].notna(), "patient_id"].nunique()) if column in first else 0
+        try:
+            with db.write() as s:
+                repo.store_norms(
+                    s,
+                    instrument_id,
+                    NORM_SCORE,
+                    sd=found.sd,
+                    reliability=found.reliability,
+                    source=found.source,
+                    mean=found.mean,
+                    n_patients=n,
+                )
+            norms[instrument_id] = found
+        except (repo.Conflict, SQLAlchemyError):  # another worker froze them first
+            with db.read() as s:
+                for row in repo.stored_norms(s):
+                    if (row.instrument_id, row.score) == (instrument_id, NORM_SCORE):
+                        norms[instrument_id] = _norms_of(row)
+    return norms
 
 
+def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> int:
+    """Recompute and store the analytics of these patients (all stale ones for None);
+    returns the number of new alert episodes.
+
+    Only patients marked stale are recomputed, from their own sessions and the clinic's
+    frozen norms (the dynamics judge every session prospectively). Each patient is stored
+    in its own short transaction, and only if no answers arrived since it was read (those
+    bring their own refresh). A failure is logged by its exception type only (no patient
+    data) and leaves the patients stale, to be retried.
+    """
+    from alliance.dynamics import AlertSettings
+    from alliance.dynamics.monitor import monitor
+    from alliance.web.dynamics_adapter import store_rows
+
+    ids = None if patient_ids is None else sorted({int(p) for p in patient_ids})
+    if ids is not None and not ids:
+        return 0
+    try:
+        with db.read() as s:
+            stale = repo.stale_patient_ids(s, ids)
+            if not stale:
+                return 0
+            records = repo.response_records(s, stale)
+            stored = list(repo.stored_norms(s))
+        counts: dict[int, int] = {}
+        for r in records:  # read with the table: exactly the answers it holds
+            counts[r.patient_id] = counts.get(r.patient_id, 0) + 1
+        table = wide_table(records)
+        present = [i for i in alliance_measures() if f"{i}_total" in table.columns]
+        norms = frozen_norms(db, present, stored)
+        settings = AlertSettings(allow_unverified=allow_unverified())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = monitor(table, norms=norms, settings=settings)
+        rows = store_rows(result)
+    except Exception as exc:  # analytics failure must not take the clinic down
+        log.warning("analytics failed (%s); patients stay marked stale", type(exc).__name__)
+        return 0
+    added = 0
+    for pid in stale:
+        mine = rows.get(pid)
+        try:
+            with db.write() as s:
+                if repo.response_counts(s, [pid], lock=True)[pid] != counts.get(pid, 0):
+                    continue  # newer answers came in: their own refresh stores this patient
+                added += repo.replace_analytics(
+                    s, [pid], mine.episodes if mine else [], mine.ruptures if mine else []
+                )
+        except Exception as exc:  # e.g. a database error: this patient stays stale
+            log.warning("storing analytics failed (%s); patient stays stale", type(exc).__name__)
+    return added
+
+
+class AnalyticsWorker:
+    """One background thread per process that refreshes patients' analytics.
+
+    :meth:`submit` (called after a commit) only records the patients and returns; the
+    thread takes everything pending at once and calls :func:`refresh_patients` on it.
+    :meth:`sweep` also takes every patient marked stale in the database (at start-up, and
+    every ``sweep_every`` seconds while idle), so a refresh lost to a crash or a failure is
+    retried; several processes may sweep the same patients (the result is the same).
+    :meth:`drain` waits until nothing is pending (tests, the demo, benchmarks).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        sweep_every: float | None = 300.0,
+        refresh: Callable[[Database, Iterable[int] | None], int] = refresh_patients,
+    ) -> None:
+        self.db = db
+        self.sweep_every = sweep_every
+        self.refresh = refresh
+        self._pending: set[int] = set()
+        self._sweep = False
+        self._busy = False
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, patient_ids: Iterable[int]) -> None:
+        """Queue these patients for a refresh (returns at once)."""
+        with self._cond:
+            self._pending.update(int(p) for p in patient_ids)
+            self._cond.notify_all()
+        self._ensure_thread()
+
+    def sweep(self) -> None:
+        """Queue every patient marked stale in the database."""
+        with self._cond:
+            self._sweep = True
+            self._cond.notify_all()
+        self._ensure_thread()
+
+    def drain(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every queued refresh is done; False if ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(self._idle, timeout)
+
+    def stop(self) -> None:
+        """End the thread once the current refresh is done (pending ones are dropped; their
+        patients stay stale in the database)."""
+        with self._cond:
+            self._stopped = True
+            self._pending.clear()
+            self._sweep = False
+            self._cond.notify_all()
+
+    def _idle(self) -> bool:
+        return not (self._pending or self._sweep or self._busy)
+
+    def _ensure_thread(self) -> None:
+        with self._cond:
+            if self._stopped or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="alliance-analytics", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._sweep or self._stopped):
+                    if not self._cond.wait(self.sweep_every) and self.sweep_every is not None:
+                        self._sweep = True
+                if self._stopped:
+                    self._cond.notify_all()
+                    return
+                ids, sweep = sorted(self._pending), self._sweep
+                self._pending, self._sweep, self._busy = set(), False, True
+            try:
+                if sweep:
+                    with self.db.read() as s:
+                        ids = sorted(set(ids) | set(repo.stale_patient_ids(s)))
+                for k in range(0, len(ids), REFRESH_CHUNK):
+                    self.refresh(self.db, ids[k : k + REFRESH_CHUNK])
+            except Exception as exc:  # never let the thread die; patients stay stale
+                log.warning("analytics refresh failed (%s)", type(exc).__name__)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+# -- caseload ------------------------------------------------------------------------------
+def caseload_summary(s: Session, patients: Sequence[Patient]) -> list[dict[str, Any]]:
+    """One row per patient: sessions, primary instrument, latest patient and therapist
+    totals, open alerts and the stored status (nothing is computed here)."""
+    ids = [p.id for p in patients]
+    table = session_table(s, ids) if ids else pd.DataFrame(columns=list(META_COLUMNS))
+    open_alerts = repo.open_alert_counts(s, ids) if ids else {}
+    groups = dict(tuple(table.groupby("patient_id"))) if len(table) else {}
+    rows = []
+    for p in patients:
+        found = groups.get(p.id)
+        own = found.dropna(axis=1, how="all") if found is not None else pd.DataFrame()
+        primary = primary_instrument(list(own.columns))
+        rows.append(
+            {
+                "patient": p,
+                "sessions": len(own),
+                "instrument": primary or "",
+                "patient_total": latest(own, f"{primary}_total") if primary else None,
+                "therapist_total": latest(own, f"{primary}_therapist_total") if primary else None,
+                "open_alerts": open_alerts.get(p.id, 0),
+                "status": p.status,
+                "status_reason": p.status_reason,
+                "status_since": p.status_since,
+            }
+        )
+    return rows
+
+
+# -- trajectories ------------------------------------------------------------------------
 def trajectory_summary(table: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per-patient level, slope and early alliance from :mod:`alliance.dynamics`."""
     from alliance.dynamics.trajectories import summarize_trajectories

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import segno
@@ -11,9 +14,12 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from alliance.store import repo
-from alliance.store.models import Patient, User
-from alliance.web import monitoring
+from alliance.dynamics.episodes import SEVERITY_RANK
+from alliance.dynamics.status import STATUS_LEVELS
+from alliance.instruments import alliance_measures, get_instrument
+from alliance.store import reads, repo
+from alliance.store.models import Alert, Patient, User
+from alliance.web import charts, monitoring
 from alliance.web.deps import (
     Ctx,
     RefusedPatient,
@@ -100,42 +106,173 @@ def logout(csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
 
 
 # -- caseload ----------------------------------------------------------------------------
-def caseload_rows(s: Session, patients: list[Patient]) -> list[dict[str, Any]]:
-    """One summary row per patient: sessions, latest scores and open alerts."""
+CASELOAD_PAGE = 50  # patients per caseload page
+STATUS_LABELS = {"act": "Act", "watch": "Watch", "steady": "Steady"}
+KIND_LABELS = {
+    "rupture": "Ruptures",
+    "self_reported_rupture": "Ruptures the patient reported",
+    "below_cutoff": "Below the cutoff",
+    "low_early_alliance": "Low early alliance",
+    "rating_discrepancy": "Patient and therapist ratings differ",
+    "ceiling_break": "Drop from the top of the scale",
+    "reliable_drop": "Reliable drops",
+    "unrepaired_rupture": "Ruptures not repaired",
+}
+
+
+def _status_of(p: Patient) -> tuple[str, str, int | None]:
+    """The patient's stored status (act, watch, steady), its reason and since when."""
+    status = p.status if p.status in STATUS_LEVELS else "steady"
+    return status, p.status_reason or "No open alerts.", p.status_since
+
+
+def caseload_order(s: Session, patients: Sequence[Patient]) -> list[Patient]:
+    """The patients by status (act, watch, steady), then by their last session (most
+    recent first; none yet last), then by code. One query (the last sessions)."""
+    last = reads.last_sessions(s, [p.id for p in patients])
+
+    def key(p: Patient) -> tuple[int, int, str]:
+        seen = last.get(p.id)
+        return (STATUS_LEVELS.index(_status_of(p)[0]), -seen.on.toordinal() if seen else 1, p.code)
+
+    return sorted(patients, key=key)
+
+
+def caseload_rows(s: Session, patients: Sequence[Patient]) -> list[dict[str, Any]]:
+    """One row per patient, in the given order: status and reason, trend, latest scores
+    (with their scale) and the last session.
+
+    Four queries whatever the number of patients (totals, sessions, therapists, open
+    alerts); nothing is computed but the layout: the status is the one the analytics
+    stored. The totals come straight out of the stored scores (:mod:`alliance.store.reads`),
+    not from the whole session table.
+    """
     ids = [p.id for p in patients]
-    table = monitoring.session_table(s, ids) if ids else None
-    open_alerts: dict[int, int] = {}
-    for alert in repo.alerts_of(s, ids, open_only=True):
-        open_alerts[alert.patient_id] = open_alerts.get(alert.patient_id, 0) + 1
+    measures = alliance_measures()
+    totals = reads.alliance_totals(s, ids, measures)
+    last = reads.last_sessions(s, ids)
+    therapists = reads.users_by_id(s, [p.therapist_id for p in patients])
+    open_alerts = repo.open_alert_counts(s, ids) if ids else {}
+    scales: dict[str, tuple[tuple[float, float], Callable[[Any], str], str]] = {}
     rows = []
     for p in patients:
-        own = table[table["patient_id"] == p.id] if table is not None else None
-        primary = monitoring.primary_instrument(list(own.columns)) if own is not None else None
+        series = totals.get(p.id, {})
+        primary = next((i for i in measures if i in series and series[i].client), None)
+        primary = primary or next((i for i in measures if i in series), None)
+        status, reason, since = _status_of(p)
+        seen = last.get(p.id)
         row: dict[str, Any] = {
             "patient": p,
-            "sessions": 0 if own is None else len(own),
+            "sessions": seen.count if seen else 0,
             "instrument": primary or "",
+            "instrument_name": "",
             "patient_total": None,
             "therapist_total": None,
+            "latest": "–",
+            "latest_therapist": "–",
+            "spark": "",
             "open_alerts": open_alerts.get(p.id, 0),
+            "status": status,
+            "status_label": STATUS_LABELS[status],
+            "status_reason": reason,
+            "status_since": since,
+            "updating": bool(p.alerts_stale),
+            "last_number": seen.number if seen else None,
+            "last_date": seen.on if seen else None,
+            "therapist": therapists.get(p.therapist_id),
         }
-        if own is not None and primary:
-            row["patient_total"] = monitoring.latest(own, f"{primary}_total")
-            row["therapist_total"] = monitoring.latest(own, f"{primary}_therapist_total")
+        if primary:
+            if primary not in scales:
+                name = get_instrument(primary).short_name
+                scales[primary] = (
+                    charts.score_range(primary),
+                    charts.score_formatter(primary),
+                    name,
+                )
+            (lo, hi), show, name = scales[primary]
+            own = series[primary]
+            row["instrument_name"] = name
+            if own.client:
+                row["patient_total"] = own.client[-1][1]
+                row["latest"] = show(own.client[-1][1])
+                row["spark"] = charts.sparkline_svg(own.client, lo, hi, f"{name} total (patient)")
+            if own.therapist:
+                row["therapist_total"] = own.therapist[-1][1]
+                row["latest_therapist"] = show(own.therapist[-1][1])
         rows.append(row)
     return rows
 
 
+def _filter_choice(value: str, name: str, allowed: dict[str, str]) -> str:
+    if value and value not in allowed:
+        raise HTTPException(422, f"{name}: must be one of {', '.join(allowed)} (or empty)")
+    return value
+
+
+def _page_of(value: str) -> int:
+    if not value:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise HTTPException(422, "page: must be a whole number from 1")
+    return int(value)
+
+
 @router.get("/caseload", response_class=HTMLResponse)
-def caseload(ctx: Ctx = Depends(get_ctx)) -> Response:
-    """The caseload with each patient's latest scores and open alerts."""
+def caseload(
+    status: str = "", therapist: str = "", page: str = "", ctx: Ctx = Depends(get_ctx)
+) -> Response:
+    """The caseload: one status per patient (act, watch, steady) with its reason, the
+    trend and latest score, the last session; sorted by status, then last session.
+    Supervisors and admins also see each patient's therapist and can filter by therapist
+    and status (plain GET parameters). Long caseloads come in pages of
+    :data:`CASELOAD_PAGE` patients (the sort and the counts cover them all)."""
     user = ctx.require(*CLINICAL)
-    monitoring.refresh_alerts(ctx.db)
+    team_view = user.role in ("supervisor", "admin")
+    number = _page_of(page)
     with ctx.db.write() as s:
         patients = list(repo.patients_for(s, user))
-        rows = caseload_rows(s, patients)
-        repo.audit(s, user, "read", "caseload", detail=f"{len(patients)} patients")
-    return ctx.render("caseload.html", rows=rows, fmt=monitoring.fmt)
+        counts = {level: 0 for level in STATUS_LEVELS}
+        for p in patients:
+            counts[_status_of(p)[0]] += 1
+        therapists = reads.users_by_id(s, [p.therapist_id for p in patients])
+        choices = {
+            str(u.id): u.display_name or u.username
+            for u in sorted(therapists.values(), key=lambda u: u.display_name or u.username)
+        }
+        shown = patients
+        if team_view:
+            _filter_choice(status, "status", STATUS_LABELS)
+            if therapist and not therapist.isdigit():
+                raise HTTPException(422, "therapist: must be a therapist's id (or empty)")
+            if status:
+                shown = [p for p in shown if _status_of(p)[0] == status]
+            if therapist:
+                shown = [p for p in shown if str(p.therapist_id) == therapist]
+        else:
+            status = therapist = ""
+        ordered = caseload_order(s, shown)
+        pages = max(1, -(-len(ordered) // CASELOAD_PAGE))
+        number = min(number, pages)
+        start = (number - 1) * CASELOAD_PAGE
+        rows = caseload_rows(s, ordered[start : start + CASELOAD_PAGE])
+        repo.audit(s, user, "read", "caseload", detail=f"{len(rows)} patients")
+        query = {k: v for k, v in (("status", status), ("therapist", therapist)) if v}
+        return ctx.render(
+            "caseload.html",
+            rows=rows,
+            total=len(patients),
+            matching=len(ordered),
+            first=start + 1,
+            page=number,
+            pages=pages,
+            page_url=lambda n: "/caseload?" + urlencode({**query, "page": n}),
+            counts=counts,
+            labels=STATUS_LABELS,
+            team_view=team_view,
+            therapists=choices,
+            chosen={"status": status, "therapist": therapist},
+            fmt=monitoring.fmt,
+        )
 
 
 # -- one patient -------------------------------------------------------------------------
@@ -150,8 +287,73 @@ def visible_patient(s: Session, user: User, patient_id: int) -> Patient:
     return patient
 
 
+def kind_label(kind: str, title: str = "") -> str:
+    """A heading for a kind of alert episode (``signal:...`` kinds use their title)."""
+    if kind in KIND_LABELS:
+        return KIND_LABELS[kind]
+    if kind.startswith("signal:") and title:
+        return title
+    return kind.replace("_", " ").replace(":", " ").capitalize()
+
+
+def episode_groups(alerts: list[Alert]) -> list[dict[str, Any]]:
+    """Open episodes grouped by kind, newest first in each group; the groups with the most
+    severe (then the newest) episode first."""
+    groups: dict[str, list[Alert]] = {}
+    for alert in sorted(alerts, key=lambda a: (-a.session, a.id)):
+        groups.setdefault(alert.kind, []).append(alert)
+
+    def order(item: tuple[str, list[Alert]]) -> tuple[int, int]:
+        rank = max(SEVERITY_RANK.get(a.severity, 0) for a in item[1])
+        return (-rank, -item[1][0].session)
+
+    return [
+        {"kind": kind, "label": kind_label(kind, items[0].title), "episodes": items}
+        for kind, items in sorted(groups.items(), key=order)
+    ]
+
+
+def straight_lined(table: pd.DataFrame) -> dict[int, str]:
+    """Sessions whose client answers on an alliance measure were all the same (every item
+    answered, at least four items): session -> a note such as "4 on every WAI-SR item"."""
+    notes: dict[int, str] = {}
+    for instrument_id in alliance_measures():
+        inst = get_instrument(instrument_id)
+        items = list(inst.item_columns)
+        if len(items) < 4 or not set(items) <= set(table.columns):
+            continue
+        answers = table[items].astype(float)
+        same = answers.notna().all(axis=1) & (answers.nunique(axis=1) == 1)
+        for session, value in zip(table.loc[same, "session"], answers.loc[same, items[0]]):
+            note = f"{value:g} on every {inst.short_name} item"
+            earlier = notes.get(int(session))
+            notes[int(session)] = f"{earlier}; {note}" if earlier else note
+    return notes
+
+
+def rci_threshold(s: Session, alerts: list[Alert], instrument_id: str | None) -> float | None:
+    """The reliable-drop threshold behind the chart's band: that of the newest stored
+    ``rci_drop`` rupture episode, else the one the clinic's frozen norms of the
+    instrument's total give (the threshold the analytics use); None without either."""
+    for alert in alerts:  # newest first
+        value = alert.threshold
+        if alert.method == "rci_drop" and value is not None and value > 0 and math.isfinite(value):
+            return float(value)
+    if instrument_id is None:
+        return None
+    from alliance.dynamics import AlertSettings, Norms
+    from alliance.dynamics.reliable_change import reliable_drop_threshold
+
+    for row in repo.stored_norms(s):
+        if (row.instrument_id, row.score) == (instrument_id, "total"):
+            norms = Norms(sd=row.sd, reliability=row.reliability, source=row.source)
+            return reliable_drop_threshold(norms, AlertSettings().z)
+    return None
+
+
 def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
-    """Everything the patient page shows."""
+    """Everything the patient page shows: the status first, then the open alert episodes
+    grouped by kind, the closed and resolved ones folded, then the trajectory."""
     table = monitoring.session_table(s, [patient.id])
     primary = monitoring.primary_instrument(list(table.columns))
     ruptures = list(repo.ruptures_of(s, [patient.id]))
@@ -159,15 +361,33 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
     for extra in ("srs", "psq"):
         if extra != primary and any(c.startswith(extra + "_") for c in table.columns):
             columns += monitoring.score_columns(table, extra)
+    alerts = list(repo.alerts_of(s, [patient.id]))
+    current = [a for a in alerts if a.state == "open" and a.status != "resolved"]
+    folded = [a for a in alerts if not (a.state == "open" and a.status != "resolved")]
+    status, reason, since = _status_of(patient)
+    cutoff = charts.instrument_cutoff(primary) if primary else None
     return {
         "patient": patient,
+        "status": status,
+        "status_label": STATUS_LABELS[status],
+        "status_reason": reason,
+        "status_since": since,
+        "updating": bool(patient.alerts_stale),
         "sessions": list(repo.sessions_of(s, patient.id)),
         "table": table.to_dict("records"),
         "columns": columns,
         "answer_labels": monitoring.answer_labels(columns),
+        "straight": straight_lined(table),
         "primary": primary,
+        "primary_name": get_instrument(primary).short_name if primary else "",
+        "cutoff": cutoff,
+        "band": rci_threshold(s, alerts, primary) if primary else None,
         "ruptures": ruptures,
-        "alerts": list(repo.alerts_of(s, [patient.id])),
+        "method_labels": charts.METHOD_LABELS,
+        "alerts": alerts,
+        "groups": episode_groups(current),
+        "open_count": len(current),
+        "folded": sorted(folded, key=lambda a: (-(a.closed_session or a.session), a.id)),
         "has_chart": primary is not None and len(table) > 0,
         "therapist_entries": [e for e in patient.schedule if e.respondent == "therapist"],
     }
@@ -175,14 +395,14 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
 def patient_page(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
-    """Trajectories (patient and therapist), ruptures, alerts with reasons and guidance."""
+    """The patient's status and why, the open alert episodes (grouped, with reasons,
+    statistics, guidance and sources), the trajectory and the scores."""
     user = ctx.require(*CLINICAL)
-    monitoring.refresh_alerts(ctx.db, [patient_id])
     with ctx.db.write() as s:
         patient = visible_patient(s, user, patient_id)
         view = patient_view(s, patient)
         repo.audit(s, user, "read", "patient", patient.id, patient_id=patient.id)
-    return ctx.render("patient.html", fmt=monitoring.fmt, **view)
+        return ctx.render("patient.html", fmt=monitoring.fmt, **view)
 
 
 @router.get("/patients/{patient_id}/chart.svg")
@@ -192,18 +412,20 @@ def patient_chart(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
     with ctx.db.write() as s:
         patient = visible_patient(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
-        ruptures = [r.session for r in repo.ruptures_of(s, [patient.id])]
+        ruptures = [(r.session, r.kind) for r in repo.ruptures_of(s, [patient.id])]
+        primary = monitoring.primary_instrument(list(table.columns))
+        band = rci_threshold(s, list(repo.alerts_of(s, [patient.id])), primary)
         repo.audit(s, user, "read", "chart", patient.id, patient_id=patient.id)
-    primary = monitoring.primary_instrument(list(table.columns))
     if primary is None:
         raise HTTPException(status_code=404, detail="No scores to chart yet.")
-    key = (patient.id, tuple(ruptures), int(pd.util.hash_pandas_object(table).sum()))
+    table_hash = int(pd.util.hash_pandas_object(table).sum())
+    key = (patient.id, tuple(ruptures), band, table_hash)
     cache: dict[Any, str] = ctx.request.app.state.chart_cache
     if key not in cache:
         if len(cache) > 256:
             cache.clear()
-        spec = monitoring.trajectory_spec(table, primary, ruptures)
-        cache[key] = monitoring.spec_to_svg(spec)
+        spec = charts.trajectory_spec(table, primary, ruptures, rci_threshold=band)
+        cache[key] = charts.spec_to_svg(spec)
     headers = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
     return Response(cache[key], media_type="image/svg+xml", headers=headers)
 
@@ -318,6 +540,9 @@ def _store_therapist_form(request: Request, session_id: int, data: dict[str, str
             except repo.Conflict as exc:
                 raise HTTPException(409, str(exc)) from None
         repo.audit(s, user, "create", "response", session.id, patient_id=session.patient_id)
+    # After the commit (a POST): the new ratings' alert episodes and status, before the
+    # redirect shows them. A failure leaves the patient stale for the background sweep.
+    monitoring.refresh_patients(ctx.db, [session.patient_id])
     return ctx.redirect(f"/patients/{session.patient_id}")
 
 

@@ -25,7 +25,8 @@ IDENTIFYING = ("patient_id", "therapist_id", "date", "submitted_at", "research_i
 
 # -- supervision -------------------------------------------------------------------------
 def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
-    """Per therapist of the team: caseload, alliance level and rupture/repair rates."""
+    """Per therapist of the team: caseload, patients by status, alliance level, rupture
+    and repair rates, open alerts (all as stored by the analytics; nothing computed)."""
     team = list(repo.team_of(s, supervisor))
     rows = []
     for therapist in team:
@@ -41,12 +42,14 @@ def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
             early = float(summary["early_alliance"].mean())
         n_sessions = len(table)
         repaired = sum(1 for r in ruptures if r.repaired)
-        open_alerts = len(repo.alerts_of(s, ids, open_only=True)) if ids else 0
+        open_alerts = sum(repo.open_alert_counts(s, ids).values()) if ids else 0
         rows.append(
             {
                 "therapist": therapist.display_name,
                 "therapist_id": therapist.id,
                 "patients": len(patients),
+                "patients_act": sum(1 for p in patients if p.status == "act"),
+                "patients_watch": sum(1 for p in patients if p.status == "watch"),
                 "sessions": n_sessions,
                 "instrument": primary or "",
                 "mean_level": level,
@@ -64,7 +67,6 @@ def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
 def supervision(ctx: Ctx = Depends(get_ctx)) -> Response:
     """Per-therapist alliance summary and rupture/repair rates for the supervisor's team."""
     user = ctx.require("supervisor", "admin")
-    monitoring.refresh_alerts(ctx.db)
     with ctx.db.write() as s:
         rows = team_summary(s, user)
         repo.audit(s, user, "read", "team-summary", detail=f"{len(rows)} therapists")

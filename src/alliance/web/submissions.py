@@ -7,6 +7,10 @@ core (:func:`alliance.web.forms.score_batch`), and stores all valid ones in one 
 links consumed (atomically, so a link works once), responses, audit entries. Only after the
 commit does any waiting request get its answer, so every acknowledged submission is durable.
 A rejected submission changes nothing; the others in its batch are unaffected.
+
+After the commit the writer hands the batch's patients to ``on_commit`` (the app's
+:class:`alliance.web.monitoring.AnalyticsWorker`), which only queues them: the analytics
+run in their own thread and never delay an acknowledgement.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import queue
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -146,9 +150,15 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) 
 class SubmissionWriter:
     """One writer thread per process that validates, scores and commits in batches."""
 
-    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_batch: int = MAX_BATCH,
+        on_commit: Callable[[Iterable[int]], None] | None = None,
+    ) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.on_commit = on_commit
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -196,6 +206,7 @@ class SubmissionWriter:
     def process(self, batch: list[_Job]) -> list[Outcome]:
         """Validate, score and store a batch in one transaction; one outcome per job."""
         outcomes: list[Outcome | None] = [None] * len(batch)
+        patients: set[int] = set()
         with self.db.write() as s:
             links = self._links(s, [job.token_hash for job in batch])
             seen: set[str] = set()
@@ -211,8 +222,18 @@ class SubmissionWriter:
                     usable.append(i)
             scored = self._score(batch, usable, links, outcomes)
             if scored:
-                self._store(s, batch, scored, links, outcomes)
+                patients = self._store(s, batch, scored, links, outcomes)
+        if patients and self.on_commit is not None:
+            self._committed(patients)
         return [o if o is not None else LinkProblem("used") for o in outcomes]
+
+    def _committed(self, patients: set[int]) -> None:
+        """Hand the committed batch's patients on; a failure here never fails the batch."""
+        try:
+            assert self.on_commit is not None
+            self.on_commit(patients)
+        except Exception as exc:  # the answers are stored; their analytics stay stale
+            log.warning("queueing analytics failed (%s)", type(exc).__name__)
 
     def _links(self, s: Session, hashes: list[str]) -> dict[str, _LinkInfo | str]:
         """Usable links by token hash (with the client forms due), or the reason not;
@@ -278,8 +299,9 @@ class SubmissionWriter:
         scored: dict[int, list[tuple[str, str, Scored]]],
         links: dict[str, _LinkInfo | str],
         outcomes: list[Outcome | None],
-    ) -> None:
-        """Consume the links, insert responses and audit entries (caller's transaction)."""
+    ) -> set[int]:
+        """Consume the links, insert responses and audit entries (caller's transaction);
+        returns the patients whose answers were stored."""
         infos = {i: links[batch[i].token_hash] for i in scored}
         conn = s.connection()
         wanted: dict[int, int] = {}
@@ -295,7 +317,7 @@ class SubmissionWriter:
             if link_ids
             else set()
         )
-        responses, audits, patients = [], [], set()
+        responses, audits, patients = [], [], set[int]()
         now = utcnow()
         for i in wanted:
             info = infos[i]
@@ -316,6 +338,7 @@ class SubmissionWriter:
             conn.execute(_INSERT_RESPONSES, responses)
             conn.execute(_INSERT_AUDITS, audits)
             conn.execute(_MARK_STALE, {"patients": list(patients)})
+        return patients
 
 
 def _response_row(
