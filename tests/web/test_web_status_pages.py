@@ -327,3 +327,15 @@ def test_therapist_form_refreshes_the_patients_analytics(sqlite_clinic: Clinic) 
     assert ok.status_code == 303
     with sqlite_clinic.db.read() as s:
         assert not repo.get_patient(s, patient).alerts_stale
+
+
+def test_caseload_reads_the_totals_on_sqlite_and_postgresql(clinic: Clinic) -> None:
+    """The totals come out of the JSON scores in SQL (JSON_EXTRACT / ->>) on both backends."""
+    add_patient(clinic, "BOTH-1", "t1", [(date(2026, 1, 5), wai(4)), (date(2026, 1, 12), wai(3))])
+    srs = add_patient(
+        clinic, "BOTH-SRS", "t1", [(date(2026, 1, 6), {f"srs_{i}": "9" for i in range(1, 5)})], SRS
+    )
+    html = login(clinic.app, "t1").get("/caseload").text
+    row = html.split("BOTH-1</a></th>", 1)[1].split("</tr>", 1)[0]
+    assert "3.00 of 5" in row and "sessions 1–2: 4.00, 3.00" in row
+    assert "36.0 of 40" in html.split(f'href="/patients/{srs}"', 1)[1].split("</tr>", 1)[0]

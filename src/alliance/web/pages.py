@@ -380,6 +380,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
         "straight": straight_lined(table),
         "primary": primary,
         "primary_name": get_instrument(primary).short_name if primary else "",
+        "therapist_rated": bool(primary) and f"{primary}_therapist_total" in table.columns,
         "cutoff": cutoff,
         "band": rci_threshold(s, alerts, primary) if primary else None,
         "ruptures": ruptures,
