@@ -482,16 +482,23 @@ def stale_patient_ids(s: Session, patient_ids: Sequence[int] | None = None) -> l
 
 def response_counts(s: Session, patient_ids: Sequence[int], lock: bool = False) -> dict[int, int]:
     """Number of stored responses per patient (responses are never deleted, so a count
-    that grew means new answers). ``lock`` first takes the patients' rows for update, so a
-    submission committing meanwhile either is counted or marks the patient stale after us.
+    that grew means new answers).
+
+    ``lock`` first takes the patients' rows (``FOR NO KEY UPDATE SKIP LOCKED`` on
+    PostgreSQL; SQLite's write transaction holds the whole database) and counts only the
+    patients it got: a submission committing meanwhile is then either counted or marks its
+    patient stale after us, and a patient whose row a submission holds right now is left
+    out (never waited for, so no deadlock with the writer; that submission brings a new
+    refresh).
     """
     ids = sorted(set(patient_ids))
     if not ids:
         return {}
     if lock:
-        s.execute(
-            select(Patient.id).where(Patient.id.in_(ids)).order_by(Patient.id).with_for_update()
-        )
+        rows = select(Patient.id).where(Patient.id.in_(ids)).order_by(Patient.id)
+        ids = list(s.scalars(rows.with_for_update(key_share=True, skip_locked=True)))
+        if not ids:
+            return {}
     query = (
         select(Response.patient_id, func.count(Response.id))
         .where(Response.patient_id.in_(ids))
@@ -585,17 +592,16 @@ def store_statuses(s: Session, patient_ids: Sequence[int]) -> None:
         .order_by(Alert.patient_id, Alert.session, Alert.kind)  # the dynamics' own order
     )
     episodes = pd.DataFrame([tuple(r) for r in s.execute(query)], columns=columns)
-    for rec in patient_status(episodes, ids).to_dict("records"):
-        since = rec["since_session"]
-        s.execute(
-            update(Patient)
-            .where(Patient.id == int(rec["patient_id"]))
-            .values(
-                status=str(rec["status"]),
-                status_reason=str(rec["reason"]),
-                status_since=None if pd.isna(since) else int(since),
-            )
-        )
+    rows = [
+        {
+            "id": int(rec["patient_id"]),
+            "status": str(rec["status"]),
+            "status_reason": str(rec["reason"]),
+            "status_since": None if pd.isna(rec["since_session"]) else int(rec["since_session"]),
+        }
+        for rec in patient_status(episodes, ids).to_dict("records")
+    ]
+    s.execute(update(Patient), rows)  # by primary key, one statement
 
 
 def _open(query: Any) -> Any:

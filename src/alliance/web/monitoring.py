@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ log = logging.getLogger("alliance.web")
 META_COLUMNS = ("patient_id", "research_id", "therapist_id", "session", "date")
 NORM_SCORE = "total"  # reliable change rests on the instrument's total
 REFRESH_CHUNK = 200  # patients per monitor call of the worker
+STORE_CHUNK = 20  # patients per transaction when storing (short write locks)
 
 
 def rating_prefix(instrument_id: str, respondent: str) -> str:
@@ -205,10 +207,11 @@ def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> 
     returns the number of new alert episodes.
 
     Only patients marked stale are recomputed, from their own sessions and the clinic's
-    frozen norms (the dynamics judge every session prospectively). Each patient is stored
-    in its own short transaction, and only if no answers arrived since it was read (those
-    bring their own refresh). A failure is logged by its exception type only (no patient
-    data) and leaves the patients stale, to be retried.
+    frozen norms (the dynamics judge every session prospectively). They are stored in
+    short transactions of up to :data:`STORE_CHUNK` patients, each patient only if no
+    answers arrived since it was read (those bring their own refresh). A failure is logged
+    by its exception type only (no patient data) and leaves the patients stale, to be
+    retried.
     """
     from alliance.dynamics import AlertSettings
     from alliance.dynamics.monitor import monitor
@@ -239,29 +242,33 @@ def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> 
         log.warning("analytics failed (%s); patients stay marked stale", type(exc).__name__)
         return 0
     added = 0
-    for pid in stale:
-        mine = rows.get(pid)
+    for k in range(0, len(stale), STORE_CHUNK):
+        chunk = stale[k : k + STORE_CHUNK]
         try:
             with db.write() as s:
-                if repo.response_counts(s, [pid], lock=True)[pid] != counts.get(pid, 0):
-                    continue  # newer answers came in: their own refresh stores this patient
-                added += repo.replace_analytics(
-                    s, [pid], mine.episodes if mine else [], mine.ruptures if mine else []
-                )
-        except Exception as exc:  # e.g. a database error: this patient stays stale
-            log.warning("storing analytics failed (%s); patient stays stale", type(exc).__name__)
+                now = repo.response_counts(s, chunk, lock=True)
+                # a patient with newer answers is left stale: their own refresh stores it
+                fresh = [p for p in chunk if p in now and now[p] == counts.get(p, 0)]
+                episodes = [e for p in fresh if p in rows for e in rows[p].episodes]
+                ruptures = [r for p in fresh if p in rows for r in rows[p].ruptures]
+                added += repo.replace_analytics(s, fresh, episodes, ruptures)
+        except Exception as exc:  # e.g. a database error: these patients stay stale
+            log.warning("storing analytics failed (%s); patients stay stale", type(exc).__name__)
     return added
 
 
 class AnalyticsWorker:
     """One background thread per process that refreshes patients' analytics.
 
-    :meth:`submit` (called after a commit) only records the patients and returns; the
-    thread takes everything pending at once and calls :func:`refresh_patients` on it.
+    :meth:`submit` (called after a commit) only records the patients and returns. The
+    thread gives way to the submissions: it waits ``delay`` seconds after the first queued
+    patient (gathering the others that come meanwhile into one batch: one
+    :func:`refresh_patients` call for all is far cheaper than one per patient) and until
+    no submission came for ``quiet`` seconds, but never longer than ``max_delay``.
     :meth:`sweep` also takes every patient marked stale in the database (at start-up, and
     every ``sweep_every`` seconds while idle), so a refresh lost to a crash or a failure is
     retried; several processes may sweep the same patients (the result is the same).
-    :meth:`drain` waits until nothing is pending (tests, the demo, benchmarks).
+    :meth:`drain` waits until nothing is pending, without the delays (tests, benchmarks).
     """
 
     def __init__(
@@ -269,20 +276,27 @@ class AnalyticsWorker:
         db: Database,
         sweep_every: float | None = 300.0,
         refresh: Callable[[Database, Iterable[int] | None], int] = refresh_patients,
+        delay: float = 0.5,
+        quiet: float = 0.1,
+        max_delay: float = 5.0,
     ) -> None:
         self.db = db
         self.sweep_every = sweep_every
         self.refresh = refresh
+        self.delay, self.quiet, self.max_delay = delay, quiet, max_delay
         self._pending: set[int] = set()
         self._sweep = False
         self._busy = False
         self._stopped = False
+        self._hurry = 0  # callers of drain() waiting: no delays
+        self._first = self._last = 0.0  # when the oldest / newest queued work came
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def submit(self, patient_ids: Iterable[int]) -> None:
         """Queue these patients for a refresh (returns at once)."""
         with self._cond:
+            self._queued()
             self._pending.update(int(p) for p in patient_ids)
             self._cond.notify_all()
         self._ensure_thread()
@@ -290,14 +304,20 @@ class AnalyticsWorker:
     def sweep(self) -> None:
         """Queue every patient marked stale in the database."""
         with self._cond:
+            self._queued()
             self._sweep = True
             self._cond.notify_all()
         self._ensure_thread()
 
     def drain(self, timeout: float | None = 60.0) -> bool:
-        """Wait until every queued refresh is done; False if ``timeout`` passed first."""
+        """Run what is queued now and wait until it is done; False if ``timeout`` passed."""
         with self._cond:
-            return self._cond.wait_for(self._idle, timeout)
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(self._idle, timeout)
+            finally:
+                self._hurry -= 1
 
     def stop(self) -> None:
         """End the thread once the current refresh is done (pending ones are dropped; their
@@ -307,6 +327,12 @@ class AnalyticsWorker:
             self._pending.clear()
             self._sweep = False
             self._cond.notify_all()
+
+    def _queued(self) -> None:
+        now = time.monotonic()
+        if not (self._pending or self._sweep):
+            self._first = now
+        self._last = now
 
     def _idle(self) -> bool:
         return not (self._pending or self._sweep or self._busy)
@@ -320,12 +346,23 @@ class AnalyticsWorker:
             )
             self._thread.start()
 
+    def _wait_for_work(self) -> None:
+        """Wait (holding the condition) until there is work and its moment has come."""
+        while not (self._pending or self._sweep or self._stopped):
+            if not self._cond.wait(self.sweep_every) and self.sweep_every is not None:
+                self._queued()
+                self._sweep = True
+        while not (self._hurry or self._stopped):
+            start = max(self._first + self.delay, self._last + self.quiet)
+            left = min(start, self._first + self.max_delay) - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._pending or self._sweep or self._stopped):
-                    if not self._cond.wait(self.sweep_every) and self.sweep_every is not None:
-                        self._sweep = True
+                self._wait_for_work()
                 if self._stopped:
                     self._cond.notify_all()
                     return
