@@ -27,9 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from web import free_port, start, uvicorn_cmd  # bench/web.py: the same server helpers
 
 SECRET = "bench-secret-key-0123456789-0123456789"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -61,12 +59,6 @@ def bare_app() -> FastAPI:
 
 
 # -- setup ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, float]:
     """Simulate, insert and analyse the clinic; returns therapist1's patient ids and the
     seconds taken by the seeding and by the analytics."""
@@ -102,26 +94,6 @@ def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, 
         )
     db.dispose()
     return ids, seeded - started, analysed - seeded
-
-
-def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(
-        f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-    )
-
-
-def uvicorn_cmd(target: str, port: int) -> list[str]:
-    cmd = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1"]
-    return [*cmd, "--port", str(port), "--no-access-log", "--log-level", "warning"]
 
 
 def logged_in(port: int, username: str) -> httpx.Client:
@@ -215,8 +187,8 @@ def main() -> None:
         bench_dir = str(Path(__file__).parent)
         bare_env = {**env, "PYTHONPATH": bench_dir + os.pathsep + env.get("PYTHONPATH", "")}
         app_port, bare_port = free_port(), free_port()
-        app = start(uvicorn_cmd("alliance.web.app:create_app", app_port), env, app_port)
-        bare = start(uvicorn_cmd("pages:bare_app", bare_port), bare_env, bare_port)
+        app = start(uvicorn_cmd("alliance.web.app:create_app", app_port, True), env, app_port)
+        bare = start(uvicorn_cmd("pages:bare_app", bare_port, True), bare_env, bare_port)
         try:
             therapist, admin = logged_in(app_port, "therapist1"), logged_in(app_port, "admin")
             plain = httpx.Client(base_url=f"http://127.0.0.1:{bare_port}", timeout=10)

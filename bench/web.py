@@ -57,6 +57,10 @@ def bare_app() -> FastAPI:
         form = await request.form()
         return f"<h1>Thank you</h1><p>{len(form)} answers</p>"
 
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:  # what start() waits for
+        return {"status": "ok"}
+
     return app
 
 
@@ -102,16 +106,18 @@ def prepare(url: str, n_links: int) -> list[str]:
 
 
 def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start a server; return once ``/healthz`` answers 200, or fail with its log."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not start")
+    log = proc.stderr.read().decode() if proc.stderr else ""
+    raise RuntimeError(f"server did not start: {log}")
 
 
 def uvicorn_cmd(target: str, port: int, factory: bool) -> list[str]:
