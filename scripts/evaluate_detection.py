@@ -92,13 +92,7 @@ def evaluate_alerts(
     result = monitor(table, norms={"wai_sr": norms}, settings=AlertSettings(allow_unverified=True))
     ep = result.episodes
     ruptures = ep[ep["kind"] == "rupture"].rename(columns={"opened_session": "rupture_session"})
-    pairs = ruptures.merge(truth, on="patient_id", suffixes=("", "_true"))
-    pairs = pairs[
-        (pairs["rupture_session"] >= pairs["session"])
-        & (pairs["rupture_session"] <= pairs["session"] + tolerance)
-    ]
-    matched = pairs.drop_duplicates(["patient_id", "rupture_session"])
-    found = pairs.drop_duplicates(["patient_id", "session"])
+    matched, found = _match(ruptures, truth, tolerance)
     n_sessions = int(s["wai_sr_total"].notna().sum())
     open_now = (ep["state"] == "open").groupby(ep["patient_id"]).sum()
     open_now = open_now.reindex(s["patient_id"].unique(), fill_value=0)
@@ -116,14 +110,22 @@ def evaluate_alerts(
     }
 
 
-def _score(method: str, det: pd.DataFrame, truth: pd.DataFrame, tol: int) -> dict[str, object]:
+def _match(det: pd.DataFrame, truth: pd.DataFrame, tol: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Detections that match an injected rupture (same patient, at its session or up to
+    ``tol`` later), and the injected ruptures matched by at least one detection."""
     pairs = det.merge(truth, on="patient_id", suffixes=("", "_true"))
     pairs = pairs[
         (pairs["rupture_session"] >= pairs["session"])
         & (pairs["rupture_session"] <= pairs["session"] + tol)
     ]
-    matched_det = pairs.drop_duplicates(["patient_id", "rupture_session"])
-    matched_true = pairs.drop_duplicates(["patient_id", "session"])
+    return (
+        pairs.drop_duplicates(["patient_id", "rupture_session"]),
+        pairs.drop_duplicates(["patient_id", "session"]),
+    )
+
+
+def _score(method: str, det: pd.DataFrame, truth: pd.DataFrame, tol: int) -> dict[str, object]:
+    matched_det, matched_true = _match(det, truth, tol)
     closed = matched_det[matched_det["repaired"] != "not yet"]
     agree = ((closed["repaired"] == "yes") == closed["repaired_true"]).mean()
     return {
