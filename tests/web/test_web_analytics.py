@@ -21,6 +21,7 @@ from webclinic import (
     close,
     full_answers,
     login,
+    migrated,
     new_link,
     record_session,
     seed,
@@ -69,10 +70,7 @@ def stored_episodes(db: Database) -> dict[tuple[Any, ...], dict[str, Any]]:
 # -- (a) the replay ------------------------------------------------------------------------
 @pytest.fixture
 def replay_db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
-    migrate.upgrade(db.engine)
-    yield db
-    db.dispose()
+    yield from migrated(database_url)
 
 
 def simulated_clinic() -> pd.DataFrame:

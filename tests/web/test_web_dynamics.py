@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from webclinic import answers_of, record_session
+from webclinic import answers_of, migrated, record_session
 
 from alliance.dynamics import MIN_PATIENTS_FOR_NORMS, Monitoring
 from alliance.dynamics.episodes import EPISODE_COLUMNS
 from alliance.dynamics.status import STATUS_COLUMNS
-from alliance.store import migrate, repo
+from alliance.store import repo
 from alliance.store.db import Database
 from alliance.web import monitoring
 from alliance.web.dynamics_adapter import store_rows
@@ -84,10 +84,7 @@ def test_monitoring_frames_become_store_rows_per_patient() -> None:
 
 @pytest.fixture
 def db(sqlite_url: str) -> Iterator[Database]:
-    database = Database(sqlite_url)
-    migrate.upgrade(database.engine)
-    yield database
-    database.dispose()
+    yield from migrated(sqlite_url)
 
 
 def add_clinic(

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from alliance.store import repo
+from alliance.store import migrate, repo
 from alliance.store.db import Database
 from alliance.store.models import Patient, TherapySession
 from alliance.web.app import create_app
@@ -89,6 +89,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url, name = fresh_pg_database()
     yield url
     drop_pg_database(name)
+
+
+def migrated(url: str) -> Iterator[Database]:
+    """A database at the newest migration, closed afterwards (for fixtures without the app)."""
+    db = Database(url)
+    migrate.upgrade(db.engine)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture
