@@ -68,6 +68,16 @@ def test_web_therapist_form_uses_the_reverse_keys() -> None:
     assert "no published key" in scores["wai_s_status"]
 
 
+def test_web_batch_of_therapist_forms_is_checked_and_scored_in_one_call() -> None:
+    from alliance.web.forms import Scored, SubmissionInvalid, score_batch
+
+    sevens = {f"wai_s_{i}": "7" for i in range(1, 13)}
+    out = score_batch("wai_s", "therapist", [sevens, {**sevens, "wai_s_3": "9"}, sevens])
+    assert isinstance(out[0], Scored) and out[0].scores["wai_s_total"] == 6.0
+    assert isinstance(out[1], SubmissionInvalid)  # only the bad submission is refused
+    assert isinstance(out[2], Scored) and out[2].scores == out[0].scores
+
+
 def test_wai_sr_has_no_reverse_items_so_the_plain_mean() -> None:
     # 33 / 12; as a sum, 33.
     df = answers("wai_sr", WAI_SR_ROW)

@@ -12,13 +12,16 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from alliance.instruments import Instrument, get_instrument
 from alliance.instruments.schema import ResponseScale
+
+if TYPE_CHECKING:
+    from alliance.scoring import ValueScores
 
 
 @dataclass(frozen=True)
@@ -241,19 +244,18 @@ def score_batch(
     Each entry is either the scored answers or a :class:`SubmissionInvalid` naming the
     rejected fields and rules of that submission only.
     """
-    from alliance.scoring import check_values, compile_key, score_values
+    from alliance.scoring import score_unkeyed_values, score_values
 
     inst = get_instrument(instrument_id)
     form = inst.get_form(form_id)
     rows = [_answer_row(inst, data) for data in batch]
     answers = _answer_matrix(inst, rows)
-    if not form.scorable:
-        issues = check_values(answers, compile_key(inst)).issues
-        bad = {} if issues is None else _issues_by_row(instrument_id, issues)
+    if not form.scorable:  # one call checks and scores the whole batch
+        unkeyed = score_unkeyed_values(answers, inst)
+        bad = {} if unkeyed.issues is None else _issues_by_row(instrument_id, unkeyed.issues)
+        scored = [_unkeyed_scores(inst, unkeyed, form.respondent, i) for i in range(len(rows))]
         return [
-            bad.get(i)
-            or Scored(items=_items(rows[i]), scores=unkeyed_total(inst, form.respondent, rows[i]))
-            for i in range(len(rows))
+            bad.get(i) or Scored(items=_items(rows[i]), scores=scored[i]) for i in range(len(rows))
         ]
     result = score_values(answers, inst, form=form_id)
     bad = {} if result.issues is None else _issues_by_row(instrument_id, result.issues)
@@ -281,19 +283,25 @@ def unkeyed_total(inst: Instrument, respondent: str, items: Mapping[str, object]
     """Total of a therapist form without a published key: the scoring core's all-item
     total (:func:`alliance.scoring.score_unkeyed_values`: the instrument's reverse keys and
     missing-item rule; a project convention, key unverified), flagged in the status."""
-    if respondent != "therapist":
-        return {}
     from alliance.scoring import score_unkeyed_values
 
     answers = _answer_matrix(inst, [{c: items.get(c) for c in inst.item_columns}])
-    result = score_unkeyed_values(answers, inst)
+    return _unkeyed_scores(inst, score_unkeyed_values(answers, inst), respondent, 0)
+
+
+def _unkeyed_scores(
+    inst: Instrument, result: ValueScores, respondent: str, row: int
+) -> dict[str, Any]:
+    """Row ``row`` of an unkeyed total as stored scores (therapist forms only)."""
+    if respondent != "therapist":
+        return {}
     status = (
         f"total only: all-item {inst.default_metric} with reverse keys, "
         "no published key for this form"
     )
-    if result.status[0] != "ok":
-        status = f"{status}; {result.status[0]}"
-    return {result.columns[0]: _clean(result.scores[0, 0]), f"{inst.id}_status": status}
+    if result.status[row] != "ok":
+        status = f"{status}; {result.status[row]}"
+    return {result.columns[0]: _clean(result.scores[row, 0]), f"{inst.id}_status": status}
 
 
 def _items(row: Mapping[str, object]) -> dict[str, float | None]:
