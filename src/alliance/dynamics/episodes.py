@@ -76,6 +76,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -166,6 +167,11 @@ class _Ctx:
     def label(self) -> str:
         return score_label(self.inst, self.score_id, self.score)
 
+    @cached_property
+    def straight_lined(self) -> npt.NDArray[np.bool_]:
+        """Per series row: every item of the score answered with the same value."""
+        return _straight_lined(self)
+
 
 @dataclass
 class _Parts:
@@ -184,7 +190,6 @@ class _Parts:
     method: list[str] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
     threshold: list[float] = field(default_factory=list)
-    extra: dict[str, list[Any]] = field(default_factory=dict)
 
     def frame(self, **constant: Any) -> pd.DataFrame:
         data = {
@@ -201,7 +206,6 @@ class _Parts:
             "method": self.method,
             "value": self.value,
             "threshold": self.threshold,
-            **self.extra,
         }
         out = pd.DataFrame(data)
         for name, value in constant.items():
@@ -368,7 +372,7 @@ def _rupture_episodes(ctx: _Ctx) -> pd.DataFrame:
         else float(np.nanmin(events["threshold"].to_numpy(dtype=float)))
     )
     floor = _floor(ctx)
-    lined = _straight_lined(ctx)
+    lined = ctx.straight_lined
     out = _Parts()
     for group in groups:
         _one_rupture(ctx, events, rows, repair, group, crit, floor, method, lined, out)
@@ -649,7 +653,7 @@ def _ceiling_episodes(ctx: _Ctx, ruptures: pd.DataFrame) -> pd.DataFrame:
         breaks[taken] = False
     if not breaks.any():
         return pd.DataFrame()
-    lined = _straight_lined(ctx)
+    lined = ctx.straight_lined
 
     def describe(a: int, b: int, c: int) -> str:
         text = (
