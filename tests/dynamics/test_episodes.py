@@ -333,3 +333,74 @@ class TestInstrumentSignals:
             assert row.sources and row.key_status == "unverified"
         finally:
             unregister(inst.id)
+
+
+def assert_replay(table: pd.DataFrame, score: str, **kwargs: object) -> int:
+    """Episodes of the data up to each session equal the full run's as of that session."""
+    full = alert_episodes(table, score, **kwargs)  # type: ignore[arg-type]
+    keys = ["patient_id", "kind", "opened_session", "state", "closed_session", "severity"]
+    for last in range(1, int(table["session"].max()) + 1):
+        now = alert_episodes(table[table["session"] <= last], score, **kwargs)  # type: ignore[arg-type]
+        pd.testing.assert_frame_equal(
+            now[keys].reset_index(drop=True),
+            episodes_as_of(full, last)[keys].reset_index(drop=True),
+            check_dtype=False,
+        )
+    return len(full)
+
+
+class TestReplayEveryKind:
+    """Each rule judged one session at a time gives the full history's decisions."""
+
+    def test_cutoff_episodes(self) -> None:
+        t = pd.concat(
+            [
+                series([38, 34, 33, 32, 37, 35, 30, 39], "srs_total", patient="a"),
+                series([30, 31, 38, 39, 35, 36, 34, 33], "srs_total", patient="b"),
+            ]
+        )
+        assert assert_replay(t, "srs_total", instrument="srs") >= 4
+
+    def test_ceiling_and_rupture_episodes(self) -> None:
+        t = pd.concat(
+            [
+                series([5.0, 5.0, 5.0, 4.75, 5.0, 5.0, 4.5, 4.5], patient="a"),
+                series([4.0, 4.1, 3.9, 4.0, 3.2, 1.0, 1.0, 4.0], patient="b"),
+                series([4.0, 4.0, 4.0, 4.0, 3.3, 3.3, 3.35, 3.3], patient="c"),
+            ]
+        )
+        assert assert_replay(t, "wai_sr_total", norms=NORMS) == 3  # ceiling, floor, unrepaired
+
+    def test_signal_episodes(self) -> None:
+        from pathlib import Path
+
+        from alliance.instruments import parse_instrument, register, unregister
+
+        path = Path(__file__).parents[2] / "docs" / "examples" / "identity_rupture.toml"
+        inst = parse_instrument(path.read_text(encoding="utf-8"), str(path))
+        register(inst)
+        try:
+            t = series([4.0] * 8)
+            t["identity_rupture_1"] = [0, 1, 1, 0, np.nan, 1, 0, 1]
+            assert assert_replay(t, "wai_sr_total", norms=NORMS, settings=ALLOW) == 3
+        finally:
+            unregister(inst.id)
+
+    @pytest.mark.parametrize("method", ["stiles2004", "strauss2006", "gumz2012", "rci_drop"])
+    def test_prospective_rupture_decisions_never_change(self, method: str) -> None:
+        clinic = simulate_scored(3, 5, seed=8, max_sessions=14).sessions
+        full = detect_ruptures(clinic, "wai_sr_total", method, norms=NORMS, prospective=True)
+        assert len(full) > 0
+        for last in range(1, int(clinic["session"].max()) + 1):
+            now = detect_ruptures(
+                clinic[clinic["session"] <= last],
+                "wai_sr_total",
+                method,
+                norms=NORMS,
+                prospective=True,
+            )
+            decided = full[full["rupture_session"] <= last]
+            assert (
+                now[["patient_id", "rupture_session"]].values.tolist()
+                == decided[["patient_id", "rupture_session"]].values.tolist()
+            )
