@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
-from alliance.store.models import Response, TherapySession, User
+from alliance.store.models import Patient, Response, TherapySession, User
 
 
 @dataclass
@@ -114,6 +114,50 @@ def last_sessions(s: Session, patient_ids: Sequence[int]) -> dict[int, LastSessi
             on = date.fromisoformat(on)
         out[pid] = LastSession(count, number, on)
     return out
+
+
+@dataclass(frozen=True)
+class CaseloadEntry:
+    """What the caseload needs to count, filter and order a patient (no ORM object)."""
+
+    patient_id: int
+    code: str
+    status: str | None
+    therapist_id: int
+    last_date: date | None
+
+
+def caseload_index(s: Session, visible: Any) -> list[CaseloadEntry]:
+    """Every patient matching ``visible`` (a WHERE clause, e.g.
+    :func:`alliance.store.repo.visible_patients`) with their stored status and the date of
+    their last session: one grouped query, plain rows. The caseload counts, filters and
+    orders these, then loads only the page it shows."""
+    query = (
+        select(
+            Patient.id,
+            Patient.code,
+            Patient.status,
+            Patient.therapist_id,
+            func.max(TherapySession.date),
+        )
+        .outerjoin(TherapySession, TherapySession.patient_id == Patient.id)
+        .where(visible)
+        .group_by(Patient.id, Patient.code, Patient.status, Patient.therapist_id)
+    )
+    out = []
+    for pid, code, status, therapist_id, on in s.execute(query):
+        if isinstance(on, str):  # SQLite's max() returns the stored text
+            on = date.fromisoformat(on)
+        out.append(CaseloadEntry(pid, code, status, therapist_id, on))
+    return out
+
+
+def patients_in_order(s: Session, patient_ids: Sequence[int]) -> list[Patient]:
+    """These patients in one query, in the order of ``patient_ids``."""
+    if not patient_ids:
+        return []
+    found = {p.id: p for p in s.scalars(select(Patient).where(Patient.id.in_(patient_ids)))}
+    return [found[i] for i in patient_ids if i in found]
 
 
 def users_by_id(s: Session, user_ids: Sequence[int]) -> dict[int, User]:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from alliance.dynamics.episodes import EPISODE_COLUMNS
@@ -248,16 +248,23 @@ def get_patient(s: Session, patient_id: int) -> Patient:
     return patient
 
 
-def patients_for(s: Session, user: User) -> Sequence[Patient]:
-    """Patients the user may see: own caseload, team's caseloads, or all for an admin."""
-    query = select(Patient).where(Patient.active.is_(True)).order_by(Patient.code)
+def visible_patients(user: User) -> Any:
+    """The WHERE clause of the patients the user may see: own caseload (therapist), the
+    team's caseloads (supervisor), all (admin); active patients only. The one place of
+    this rule for lists (:func:`can_see_patient` is its per-patient form)."""
+    if user.role == "admin":
+        return Patient.active.is_(True)
     if user.role == "therapist":
-        query = query.where(Patient.therapist_id == user.id)
-    elif user.role == "supervisor":
+        return Patient.active.is_(True) & (Patient.therapist_id == user.id)
+    if user.role == "supervisor":
         team = select(User.id).where(User.supervisor_id == user.id)
-        query = query.where(Patient.therapist_id.in_(team))
-    elif user.role != "admin":
-        return []
+        return Patient.active.is_(True) & Patient.therapist_id.in_(team)
+    return false()
+
+
+def patients_for(s: Session, user: User) -> Sequence[Patient]:
+    """Patients the user may see (:func:`visible_patients`), by code."""
+    query = select(Patient).where(visible_patients(user)).order_by(Patient.code)
     return s.scalars(query).all()
 
 

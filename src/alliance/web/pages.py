@@ -120,22 +120,25 @@ KIND_LABELS = {
 }
 
 
+def _level(status: str | None) -> str:
+    """A stored status as one of :data:`STATUS_LEVELS` (none yet: steady)."""
+    return status if status in STATUS_LEVELS else "steady"
+
+
 def _status_of(p: Patient) -> tuple[str, str, int | None]:
     """The patient's stored status (act, watch, steady), its reason and since when."""
-    status = p.status if p.status in STATUS_LEVELS else "steady"
-    return status, p.status_reason or "No open alerts.", p.status_since
+    return _level(p.status), p.status_reason or "No open alerts.", p.status_since
 
 
-def caseload_order(s: Session, patients: Sequence[Patient]) -> list[Patient]:
+def caseload_order(entries: Sequence[reads.CaseloadEntry]) -> list[reads.CaseloadEntry]:
     """The patients by status (act, watch, steady), then by their last session (most
-    recent first; none yet last), then by code. One query (the last sessions)."""
-    last = reads.last_sessions(s, [p.id for p in patients])
+    recent first; none yet last), then by code."""
 
-    def key(p: Patient) -> tuple[int, int, str]:
-        seen = last.get(p.id)
-        return (STATUS_LEVELS.index(_status_of(p)[0]), -seen.on.toordinal() if seen else 1, p.code)
+    def key(e: reads.CaseloadEntry) -> tuple[int, int, str]:
+        recent = -e.last_date.toordinal() if e.last_date else 1
+        return (STATUS_LEVELS.index(_level(e.status)), recent, e.code)
 
-    return sorted(patients, key=key)
+    return sorted(entries, key=key)
 
 
 def caseload_rows(s: Session, patients: Sequence[Patient]) -> list[dict[str, Any]]:
@@ -230,37 +233,39 @@ def caseload(
     team_view = user.role in ("supervisor", "admin")
     number = _page_of(page)
     with ctx.db.write() as s:
-        patients = list(repo.patients_for(s, user))
+        # Count, filter and order plain rows of every visible patient; load only the page.
+        entries = reads.caseload_index(s, repo.visible_patients(user))
         counts = {level: 0 for level in STATUS_LEVELS}
-        for p in patients:
-            counts[_status_of(p)[0]] += 1
-        therapists = reads.users_by_id(s, [p.therapist_id for p in patients])
+        for e in entries:
+            counts[_level(e.status)] += 1
+        therapists = reads.users_by_id(s, [e.therapist_id for e in entries])
         choices = {
             str(u.id): u.display_name or u.username
             for u in sorted(therapists.values(), key=lambda u: u.display_name or u.username)
         }
-        shown = patients
+        shown = entries
         if team_view:
             _filter_choice(status, "status", STATUS_LABELS)
             if therapist and not therapist.isdigit():
                 raise HTTPException(422, "therapist: must be a therapist's id (or empty)")
             if status:
-                shown = [p for p in shown if _status_of(p)[0] == status]
+                shown = [e for e in shown if _level(e.status) == status]
             if therapist:
-                shown = [p for p in shown if str(p.therapist_id) == therapist]
+                shown = [e for e in shown if str(e.therapist_id) == therapist]
         else:
             status = therapist = ""
-        ordered = caseload_order(s, shown)
+        ordered = caseload_order(shown)
         pages = max(1, -(-len(ordered) // CASELOAD_PAGE))
         number = min(number, pages)
         start = (number - 1) * CASELOAD_PAGE
-        rows = caseload_rows(s, ordered[start : start + CASELOAD_PAGE])
+        page_ids = [e.patient_id for e in ordered[start : start + CASELOAD_PAGE]]
+        rows = caseload_rows(s, reads.patients_in_order(s, page_ids))
         repo.audit(s, user, "read", "caseload", detail=f"{len(rows)} patients")
         query = {k: v for k, v in (("status", status), ("therapist", therapist)) if v}
         return ctx.render(
             "caseload.html",
             rows=rows,
-            total=len(patients),
+            total=len(entries),
             matching=len(ordered),
             first=start + 1,
             page=number,
