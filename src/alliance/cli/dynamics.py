@@ -348,7 +348,13 @@ def _norms(
             items = []
     items = [c for c in items if c in frame.columns]
     try:
-        norms = estimate_norms(frame, column, item_columns=items or None, reliability=reliability)
+        norms = estimate_norms(
+            frame,
+            column,
+            item_columns=items or None,
+            reliability=reliability,
+            instrument=inst.id if inst is not None and items else None,
+        )
     except DynamicsInputError as exc:
         if source == "auto":
             warn(f"no norms for {column} ({exc}): drops are not judged")

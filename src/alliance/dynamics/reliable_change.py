@@ -37,6 +37,7 @@ import pandas as pd
 
 from alliance.dynamics._series import DynamicsInputError, FloatArray, prepare_series
 from alliance.instruments import Instrument
+from alliance.scoring import keyed_items
 
 Z_95 = 1.959963984540054
 # Our threshold, not a published one: with fewer first sessions, alpha and the SD (and so
@@ -151,6 +152,7 @@ def estimate_norms(
     *,
     item_columns: list[str] | None = None,
     reliability: float | None = None,
+    instrument: str | None = None,
     patient: str = "patient_id",
     session: str = "session",
 ) -> Norms:
@@ -158,6 +160,9 @@ def estimate_norms(
 
     ``SD`` is the SD of the first observed score across patients; the reliability is
     Cronbach's alpha of ``item_columns`` at those sessions, or the ``reliability`` given.
+    The reverse-keyed items of ``instrument`` (by default the instrument the item columns
+    belong to) are mirrored first (:func:`alliance.scoring.keyed_items`): alpha of raw
+    answers to reversed items is far too low, and the reliable-change threshold too wide.
 
     >>> t = pd.DataFrame({"patient_id": [1, 1, 2, 3], "session": [1, 2, 1, 1],
     ...                   "s": [3.0, 9.0, 4.0, 5.0]})
@@ -175,7 +180,8 @@ def estimate_norms(
             raise DynamicsInputError(
                 "no reliability: give item columns (alpha is computed) or a reliability"
             )
-        reliability = cronbach_alpha(sessions.iloc[first_rows][item_columns])
+        items = sessions.iloc[first_rows][item_columns]
+        reliability = cronbach_alpha(keyed_items(items, instrument))
         origin = (
             f"estimated from this data (SD of first sessions, alpha of {len(item_columns)} items)"
         )
@@ -214,7 +220,7 @@ def clinic_norms(table: pd.DataFrame, instrument_id: str) -> Norms | None:
     if table.loc[table[score].notna(), "patient_id"].nunique() < MIN_PATIENTS_FOR_NORMS:
         return None
     try:
-        return estimate_norms(table, score, item_columns=items)
+        return estimate_norms(table, score, item_columns=items, instrument=instrument_id)
     except DynamicsInputError:
         return None
 

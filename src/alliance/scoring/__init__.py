@@ -11,6 +11,7 @@ from alliance.scoring.keys import CompiledKey, compile_key, compile_unkeyed_tota
 from alliance.scoring.scorer import (
     UnverifiedKeyWarning,
     ValueScores,
+    keyed_items,
     score,
     score_unkeyed_total,
     score_unkeyed_values,
@@ -35,6 +36,7 @@ __all__ = [
     "compile_unkeyed_total",
     "describe_issues",
     "infer_instrument",
+    "keyed_items",
     "score",
     "score_unkeyed_total",
     "score_unkeyed_values",

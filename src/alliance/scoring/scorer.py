@@ -239,6 +239,38 @@ def score_unkeyed_values(
     return _score_matrix(answers, key, metric, _unkeyed_status(key))
 
 
+def keyed_items(items: pd.DataFrame, instrument: str | Instrument | None = None) -> pd.DataFrame:
+    """The item columns with the instrument's reverse-keyed items mirrored (``min + max -
+    answer``, as the scorer does), so that every item points the way its scores do: what
+    reliability (Cronbach's alpha) of the items needs. Without ``instrument``, it is the one
+    whose item columns these all are (``haq2_4`` ...); columns of no instrument are left as
+    they are.
+
+    >>> t = pd.DataFrame({"wai_s_3": [5, 2], "wai_s_4": [1, 7]})  # WAI-S item 4 is reversed
+    >>> keyed_items(t)["wai_s_4"].tolist()
+    [7.0, 1.0]
+    """
+    inst = instrument if instrument is not None else _owner_of(items.columns)
+    if inst is None:
+        return items
+    key = compile_key(inst)
+    out = items.copy()
+    for j in key.reversed_columns:
+        column = key.columns[j]
+        if column in out.columns:
+            out[column] = key.low[j] + key.high[j] - pd.to_numeric(out[column], errors="coerce")
+    return out
+
+
+def _owner_of(columns: pd.Index) -> Instrument | None:
+    """The instrument all these item columns belong to, if any."""
+    names = [str(c) for c in columns]
+    for inst in list_instruments():
+        if names and set(names) <= set(inst.item_columns):
+            return inst
+    return None
+
+
 def _score_matrix(
     answers: npt.ArrayLike, key: CompiledKey, metric: Metric, key_status: dict[str, str]
 ) -> ValueScores:

@@ -247,9 +247,19 @@ def _he(batch: Batch) -> FloatArray:
     return np.asarray(np.maximum((rss - tr_pv) / (batch.k - batch.p), 0.0), dtype=np.float64)
 
 
+def sj_start(batch: Batch) -> FloatArray:
+    """The Sidik-Jonkman starting value: the variance of the effects around their plain
+    mean, with divisor k, with or without moderators. This is metafor's rule
+    (``rma.uni``, method "SJ": ``var(yi) * (k - 1) / k``); starting a meta-regression from
+    OLS residuals, as one might read Sidik & Jonkman (2005, J Biopharm Stat 15, 823-838),
+    gives other estimates, so we follow the reference implementation."""
+    k = batch.k
+    mean = (batch.m * batch.y).sum(axis=1) / k
+    return np.asarray((batch.m * (batch.y - mean[:, None]) ** 2).sum(axis=1) / k)
+
+
 def _sj(batch: Batch) -> FloatArray:
-    ols = wls(batch, batch.m.copy())
-    t0 = (batch.m * ols.e**2).sum(axis=1) / batch.k
+    t0 = sj_start(batch)
     mo = wls(batch, weights(batch, t0))
     return np.asarray(t0 * mo.ypy / (batch.k - batch.p), dtype=np.float64)
 

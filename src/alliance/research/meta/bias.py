@@ -86,8 +86,10 @@ def ranktest(res: MetaResult) -> tuple[float, float]:
     """Begg and Mazumdar's rank correlation test: Kendall's tau and its p-value.
 
     Standardised deviations from the equal-effects estimate are correlated with
-    the sampling variances; the p-value is exact for k < 50 without ties, as in
-    R's ``cor.test``.
+    the sampling variances; the p-value is exact whenever there are no ties, at any k
+    (metafor's ``ranktest(exact = TRUE)``, its default; R's ``cor.test`` alone would switch
+    to the normal approximation from k = 50), else the normal approximation with the
+    tie correction.
 
     >>> fit = rma([0.9, 0.5, 0.4, 0.2, 0.1], [0.3, 0.1, 0.05, 0.02, 0.01])
     >>> round(ranktest(fit)[0], 6)
@@ -98,7 +100,7 @@ def ranktest(res: MetaResult) -> tuple[float, float]:
     vstar = res.vi - 1 / w.sum()
     ystar = (res.yi - theta) / np.sqrt(vstar)
     ties = len(np.unique(ystar)) < res.k or len(np.unique(res.vi)) < res.k
-    method = "exact" if res.k < 50 and not ties else "asymptotic"
+    method = "asymptotic" if ties else "exact"
     out = stats.kendalltau(ystar, res.vi, method=method)
     return float(out.statistic), float(out.pvalue)
 

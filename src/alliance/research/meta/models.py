@@ -58,6 +58,8 @@ class MetaResult:
     qm: float | None
     qm_df: tuple[int, int | None] | None
     qm_p: float | None
+    #: Percent of the intercept-only tau^2 the moderators explain (metafor's R^2, floored at
+    #: 0; 0 when the intercept-only tau^2 is 0); None without moderators or with EE/fixed tau^2.
     r2: float | None
     pi_lower: float | None
     pi_upper: float | None
@@ -294,8 +296,7 @@ def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str, tau2: float) -> flo
         var = 2 * float(np.sum(pv * pv.T)) + 4 * t * float(np.trace(pv)) + 2 * t**2 * (k - p)
         return math.sqrt(var) / (k - p)
     if method == "SJ":
-        ols = eng.wls(batch, batch.m.copy())
-        t0 = float((ols.e[0] ** 2).sum()) / k
+        t0 = float(eng.sj_start(batch)[0])
         P = _proj(X, 1 / (v + t0))
         pv = P * v[None, :]
         var = (
@@ -381,7 +382,8 @@ def rma(
     r2 = None
     if p > 1 and intercept and not fixed and tau2 is None:
         t2_re = float(eng.estimate_tau2(eng.make_batch(y, v), method).tau2[0])
-        r2 = max(0.0, 100.0 * (t2_re - t2) / t2_re) if t2_re > 0 else None
+        # metafor's rule: 0 when the intercept-only model has no heterogeneity to explain.
+        r2 = max(0.0, 100.0 * (t2_re - t2) / t2_re) if t2_re > 0 else 0.0
     w = mo.w[0]
     return MetaResult(
         k=k, p=p, method="EE" if method in _FIXED else method, test=test, level=level,

@@ -91,32 +91,79 @@ def _gls(
     return vinv.astype(f), vb.astype(f), np.asarray(beta, dtype=f), np.asarray(P, dtype=f)
 
 
-def _score_step(
+def _score_info(
     y: FloatArray, X: FloatArray, v: FloatArray, G: list[FloatArray], s: FloatArray, ml: bool
-) -> FloatArray:
+) -> tuple[FloatArray, FloatArray]:
+    """Score and information of the (restricted) log-likelihood in sigma2: the observed
+    information (minus the Hessian) where it is positive definite, else Fisher's. Fisher
+    scoring alone crawls near a boundary, where the two differ most."""
     V = np.diag(v) + s[0] * G[0] + s[1] * G[1]
-    vinv, _, beta, P = _gls(V, X, y)
+    vinv, _, _, P = _gls(V, X, y)
     R = vinv if ml else P
-    e = y - X @ beta
-    r = vinv @ e if ml else P @ y
+    r = P @ y  # = V^-1 (y - X beta): the same for ML and REML
     RG = [R @ g for g in G]
+    Pr = [P @ (g @ r) for g in G]
     score = np.array([-0.5 * np.trace(rg) + 0.5 * r @ g @ r for rg, g in zip(RG, G)])
-    info = np.array([[0.5 * np.sum(a * b.T) for b in RG] for a in RG])
-    return np.asarray(np.linalg.solve(info, score), dtype=np.float64)
+    fisher = np.array([[0.5 * np.sum(a * b.T) for b in RG] for a in RG])
+    observed = -fisher + np.array([[(g @ r) @ pr for pr in Pr] for g in G])
+    try:
+        np.linalg.cholesky(observed)
+        info = observed
+    except np.linalg.LinAlgError:
+        info = fisher
+    return np.asarray(score, dtype=np.float64), np.asarray(info, dtype=np.float64)
+
+
+def _free_step(score: FloatArray, info: FloatArray, s: FloatArray) -> FloatArray:
+    """The Fisher step with the components held at 0 whose score points below 0 (the
+    active set of the bound sigma2 >= 0); the others take the step of their own block.
+    Clipping a joint step instead would move the free component by a step computed as if
+    the bound one could go negative, and stop where the clipped step, not the score,
+    vanishes."""
+    free = ~((s <= 0) & (score <= 0))
+    step = np.zeros_like(s)
+    if free.any():
+        step[free] = np.linalg.solve(info[np.ix_(free, free)], score[free])
+    return step
+
+
+def _is_maximum(score: FloatArray, info: FloatArray, s: FloatArray, scale: float) -> bool:
+    """Karush-Kuhn-Tucker conditions of the maximum under sigma2 >= 0, in the metric of
+    the Fisher step: no free component would move, and a component at 0 would only move
+    below it."""
+    step = score / np.diag(info)
+    at_bound = s <= 0
+    free_ok = np.all(np.abs(_free_step(score, info, s)) <= 1e-6 * (s + scale))
+    return bool(free_ok and np.all(step[at_bound] <= 1e-6 * scale))
 
 
 def _fit_sigma2(
     y: FloatArray, X: FloatArray, v: FloatArray, G: list[FloatArray], ml: bool
 ) -> tuple[FloatArray, bool, int]:
+    """Fisher scoring on the active set with step halving (every accepted step raises
+    the log-likelihood); converged only where the KKT conditions hold."""
     start = max(float(np.var(y)) - float(np.mean(v)), 0.01 * float(np.mean(v))) / 2
     s = np.array([start, start])
     scale = float(np.mean(v))
+
+    def loglik(x: FloatArray) -> float:
+        return _loglik(y, X, np.diag(v) + x[0] * G[0] + x[1] * G[1], ml)
+
+    ll = loglik(s)
     for it in range(1, 201):
-        step = _score_step(y, X, v, G, s, ml)
-        new = np.maximum(s + step, 0.0)
-        if np.all(np.abs(new - s) <= 1e-10 * (new + scale)):
-            return new, True, it
-        s = new
+        score, info = _score_info(y, X, v, G, s, ml)
+        step = _free_step(score, info, s)
+        if np.all(np.abs(step) <= 1e-10 * (s + scale)):
+            return s, _is_maximum(score, info, s, scale), it
+        for _ in range(40):  # halve until the likelihood does not fall (beyond rounding)
+            new = np.maximum(s + step, 0.0)
+            ll_new = loglik(new)
+            if ll_new >= ll - 1e-10 * (1 + abs(ll)):
+                break
+            step = step / 2
+        else:  # no step raises the likelihood: stop, and say whether this is the maximum
+            return s, _is_maximum(score, info, s, scale), it
+        s, ll = new, ll_new
     return s, False, 200
 
 
