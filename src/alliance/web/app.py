@@ -84,10 +84,13 @@ def create_app(
     secret_key: str | None = None,
     migrate_db: bool = True,
 ) -> FastAPI:
-    """Build the clinic application on a database (migrated to the newest schema)."""
+    """Build the clinic application on a database (migrated to the newest schema; with
+    ``migrate_db=False`` the schema must already be the newest, see ``alliance db grant``)."""
     db = Database(database_url)
     if migrate_db:
         migrate.upgrade(db.engine)
+    else:
+        migrate.require_current(db.engine)
     app = FastAPI(
         title="alliance clinic",
         version="1",
