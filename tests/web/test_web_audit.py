@@ -30,6 +30,7 @@ from webclinic import (
     drop_pg_database,
     fresh_pg_database,
     full_answers,
+    login,
     migrated,
 )
 
@@ -295,3 +296,127 @@ def test_db_grant_names_what_is_wrong(tmp_path: Path, pg_server: str) -> None:
         assert bad.exit_code == 2 and "role:" in bad.output
     finally:
         drop_pg_database(name)
+
+
+# -- finding 6: refusals are audited, with the route pattern ------------------------------
+def _refusals(clinic: Clinic) -> list[AuditEntry]:
+    with clinic.db.read() as s:
+        query = select(AuditEntry).where(AuditEntry.action == "refused").order_by(AuditEntry.id)
+        return list(s.scalars(query))
+
+
+PAGE_REFUSALS = [
+    ("t1", "GET", "/admin", "/admin"),
+    ("t1", "GET", "/admin/audit", "/admin/audit"),
+    ("t1", "GET", "/supervision", "/supervision"),
+    ("t1", "GET", "/export/data.csv", "/export/data.{fmt}"),
+    ("sup1", "GET", "/export", "/export"),
+    ("res", "GET", "/caseload", "/caseload"),
+    ("res", "GET", "/patients/{p1}", "/patients/{patient_id}"),
+    ("res", "POST", "/patients/{p1}/sessions", "/patients/{patient_id}/sessions"),
+]
+
+
+@pytest.mark.parametrize(("user", "method", "url", "pattern"), PAGE_REFUSALS)
+def test_page_role_refusals_are_audited(
+    sqlite_clinic: Clinic, user: str, method: str, url: str, pattern: str
+) -> None:
+    browser = login(sqlite_clinic.app, user)
+    concrete = url.format(p1=sqlite_clinic.patients["p1"])
+    response = browser.get(concrete) if method == "GET" else browser.post(concrete)
+    assert response.status_code == 403
+    [entry] = _refusals(sqlite_clinic)
+    assert (entry.user_id, entry.entity) == (sqlite_clinic.users[user], "route")
+    assert entry.entity_id == pattern and entry.detail == f"{method} {pattern}"
+
+
+API_REFUSALS = [
+    ("res", "GET", "/api/v1/patients", "/api/v1/patients"),
+    ("res", "GET", "/api/v1/patients/{p1}", "/api/v1/patients/{patient_id}"),
+    ("res", "GET", "/api/v1/alerts", "/api/v1/alerts"),
+    ("t1", "GET", "/api/v1/supervision", "/api/v1/supervision"),
+    ("t1", "GET", "/api/v1/export", "/api/v1/export"),
+    ("sup1", "POST", "/api/v1/patients/{p1}/sessions", "/api/v1/patients/{patient_id}/sessions"),
+]
+
+
+@pytest.mark.parametrize(("user", "method", "url", "pattern"), API_REFUSALS)
+def test_api_role_refusals_are_audited(
+    clinic: Clinic, user: str, method: str, url: str, pattern: str
+) -> None:
+    concrete = url.format(p1=clinic.patients["p1"])
+    assert api(clinic, user).request(method, concrete).status_code == 403
+    [entry] = _refusals(clinic)
+    assert (entry.actor, entry.entity, entry.entity_id) == (
+        f"{clinic_role(clinic, user)}:{user}",
+        "route",
+        pattern,
+    )
+    assert entry.detail == f"{method} {pattern}"
+
+
+def clinic_role(clinic: Clinic, user: str) -> str:
+    with clinic.db.read() as s:
+        found = repo.get_user(s, clinic.users[user])
+        assert found is not None
+        return found.role
+
+
+def test_caseload_refusals_name_the_patient_and_the_route(clinic: Clinic) -> None:
+    other = clinic.patients["p2"]
+    assert login(clinic.app, "t1").get(f"/patients/{other}").status_code == 403
+    assert api(clinic, "t1").get(f"/api/v1/patients/{other}").status_code == 403
+    entries = _refusals(clinic)
+    assert [(e.entity, e.entity_id, e.patient_id) for e in entries] == [
+        ("patient", str(other), other)
+    ] * 2
+    assert [e.detail for e in entries] == [
+        "GET /patients/{patient_id}",
+        "GET /api/v1/patients/{patient_id}",
+    ]
+
+
+# -- finding 6: list reads record the patients they showed --------------------------------
+def _newest(clinic: Clinic, entity: str) -> list[int]:
+    with clinic.db.read() as s:
+        query = select(AuditEntry).where(AuditEntry.entity == entity)
+        entry = s.scalars(query.order_by(AuditEntry.id.desc()).limit(1)).one()
+        return repo.audited_patients(s, entry.id)
+
+
+def test_list_reads_record_the_patients_shown(clinic: Clinic) -> None:
+    p1, p2 = clinic.patients["p1"], clinic.patients["p2"]
+    login(clinic.app, "t1").get("/caseload")
+    assert _newest(clinic, "caseload") == [p1]
+    login(clinic.app, "admin").get("/caseload")
+    assert _newest(clinic, "caseload") == [p1, p2]
+    assert api(clinic, "sup2").get("/api/v1/patients").status_code == 200
+    assert _newest(clinic, "caseload") == [p2]
+    login(clinic.app, "admin").get("/admin")
+    assert _newest(clinic, "patient-list") == [p1, p2]
+
+    therapist = api(clinic, "t1")
+    token = therapist.post(f"/api/v1/patients/{p1}/sessions").json()["token"]
+    answers = {"answers": full_answers(4, rupture=1)}
+    assert Client(clinic.app).post(f"/api/v1/links/{token}/responses", json=answers)
+    assert len(api(clinic, "admin").get("/api/v1/alerts").json()) == 1
+    assert _newest(clinic, "alerts") == [p1]
+    assert api(clinic, "res").get("/api/v1/export?format=csv").status_code == 200
+    assert _newest(clinic, "deidentified") == [p1]
+
+
+def test_who_saw_a_patient(clinic: Clinic) -> None:
+    p1, p2 = clinic.patients["p1"], clinic.patients["p2"]
+    login(clinic.app, "t1")  # lands on the caseload
+    t2 = login(clinic.app, "t2")
+    login(clinic.app, "sup1").get(f"/patients/{p1}")
+    t2.get(f"/patients/{p1}")  # refused, and recorded as such
+    with clinic.db.read() as s:
+        trail = [(e.actor, e.action, e.entity) for e in repo.patient_audit_trail(s, p1)]
+        other = [(e.actor, e.entity) for e in repo.patient_audit_trail(s, p2)]
+    assert trail == [
+        ("therapist:t1", "read", "caseload"),
+        ("supervisor:sup1", "read", "patient"),
+        ("therapist:t2", "refused", "patient"),
+    ]
+    assert other == [("therapist:t2", "caseload")]
