@@ -1,4 +1,4 @@
-"""``alliance demo``, ``alliance serve``, ``alliance db upgrade``, ``alliance users create``."""
+"""``alliance demo``, ``serve``, ``db upgrade``, ``db grant``, ``users create``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 users_app = typer.Typer(help="Clinic user accounts.", no_args_is_help=True)
@@ -41,12 +45,24 @@ def serve_command(
     database_url: str = typer.Option(
         None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
     ),
+    migrate: bool = typer.Option(
+        True,
+        "--migrate/--no-migrate",
+        envvar="ALLIANCE_MIGRATE",
+        help="Migrate the database first; --no-migrate (ALLIANCE_MIGRATE=0) only checks "
+        "that the schema is the newest (for a role that may not change it).",
+    ),
 ) -> None:
     """Run the clinic web application (migrates the database first)."""
+    from alliance.store.migrate import SchemaNotCurrent
     from alliance.web.app import create_app
 
     _configure_logging()
-    app = create_app(database_url)
+    try:
+        app = create_app(database_url, migrate_db=migrate)
+    except SchemaNotCurrent as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     where = app.state.db.engine.url.render_as_string()
     typer.echo(f"alliance clinic on http://{host}:{port}/  (database: {where})")
     _run(app, host, port)
@@ -90,6 +106,9 @@ def upgrade_command(
     database_url: str = typer.Option(
         None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
     ),
+    grant: str = typer.Option(
+        "", metavar="ROLE", help="Then grant ROLE the clinic's privileges (see `db grant`)."
+    ),
 ) -> None:
     """Apply the database migrations (Alembic) up to the newest schema."""
     from alliance.store.db import make_engine
@@ -98,6 +117,35 @@ def upgrade_command(
     engine = make_engine(database_url)
     upgrade(engine)
     typer.echo(f"database at the newest schema: {engine.url.render_as_string()}")
+    if grant:
+        _grant(engine, grant)
+
+
+@db_app.command("grant")
+def grant_command(
+    role: str = typer.Argument(..., help="The PostgreSQL role the clinic will serve as."),
+    database_url: str = typer.Option(
+        None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL of the tables' owner."
+    ),
+) -> None:
+    """PostgreSQL: give ROLE only what the clinic needs (rows of its tables, read and append
+    on the audit log); run as the owner after each upgrade, then serve as ROLE."""
+    from alliance.store.db import make_engine
+
+    _grant(make_engine(database_url), role)
+
+
+def _grant(engine: Engine, role: str) -> None:
+    from alliance.store.roles import GrantRefused, grant_app_role
+
+    try:
+        granted = grant_app_role(engine, role)
+    except GrantRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"granted {role}:")
+    for line in granted:
+        typer.echo(f"  {line}")
 
 
 @users_app.command("create")

@@ -30,3 +30,25 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def is_current(engine: Engine) -> bool:
     """Whether the schema exists (the users table is present)."""
     return inspect(engine).has_table("users")
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is not at the newest migration and the app was told not to migrate."""
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse (``SchemaNotCurrent``) unless the database is at the newest revision: for an
+    app started without migrating, e.g. as a role that may not change the schema."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    url = engine.url.render_as_string(hide_password=False)
+    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current != heads:
+        found = ", ".join(sorted(current)) or "none"
+        raise SchemaNotCurrent(
+            f"database schema at revision {found}, the clinic needs {', '.join(sorted(heads))}:"
+            " run `alliance db upgrade` as the role that owns the tables"
+        )

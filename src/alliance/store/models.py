@@ -9,7 +9,8 @@ are stored once, so later decisions never depend on patients who came later.
 
 Patients are pseudonymous (a clinic code; no name). Patient link tokens and API tokens are
 stored as SHA-256 hashes only. The audit log is append-only (enforced by database triggers
-created in the migration, and by an ORM guard here).
+created in the migrations, and by an ORM guard here); a list read names the patients it
+showed in :class:`AuditPatient` rows, append-only too.
 """
 
 from __future__ import annotations
@@ -282,11 +283,29 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class AuditPatient(Base):
+    """One patient a list read showed (caseload, alerts, export): "who saw patient X" is a
+    look-up on ``patient_id`` here and in :attr:`AuditEntry.patient_id`."""
+
+    __tablename__ = "audit_log_patients"
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), primary_key=True)
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    # No rowid on SQLite: the primary key is the only key a REPLACE could collide with,
+    # and the migration's trigger refuses that.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+#: Tables the clinic may only read and append to (triggers; the grants of ``alliance db grant``).
+APPEND_ONLY_TABLES = ("audit_log", "audit_log_patients")
+
+
 class AuditLogIsAppendOnly(RuntimeError):
     """Raised when code tries to update or delete an audit entry."""
 
 
 @event.listens_for(AuditEntry, "before_update")
 @event.listens_for(AuditEntry, "before_delete")
+@event.listens_for(AuditPatient, "before_update")
+@event.listens_for(AuditPatient, "before_delete")
 def _refuse_audit_change(*_args: Any) -> None:
     raise AuditLogIsAppendOnly("the audit log is append-only")

@@ -24,6 +24,7 @@ from alliance.store.models import (
     Alert,
     ApiToken,
     AuditEntry,
+    AuditPatient,
     ClinicNorm,
     Link,
     LoginAttempt,
@@ -72,24 +73,48 @@ def audit(
     patient_id: int | None = None,
     detail: str = "",
     actor: str | None = None,
+    patients: Iterable[int] = (),
 ) -> None:
-    """Append one entry to the audit log (in the caller's transaction)."""
-    s.add(
-        AuditEntry(
-            user_id=user.id if user else None,
-            actor=actor or (f"{user.role}:{user.username}" if user else "anonymous"),
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            patient_id=patient_id,
-            detail=detail[:500],
-        )
+    """Append one entry to the audit log (in the caller's transaction).
+
+    ``patients``: the patients a list read showed (caseload, alerts, export); each becomes
+    an :class:`AuditPatient` row of the entry, so :func:`patient_audit_trail` finds it.
+    """
+    entry = AuditEntry(
+        user_id=user.id if user else None,
+        actor=actor or (f"{user.role}:{user.username}" if user else "anonymous"),
+        action=action,
+        entity=entity,
+        entity_id=str(entity_id)[:64],
+        patient_id=patient_id,
+        detail=detail[:500],
     )
+    s.add(entry)
+    shown = sorted(set(patients))
+    if shown:
+        s.flush()  # the entry's id, for its patient rows
+        rows = [{"audit_id": entry.id, "patient_id": p} for p in shown]
+        s.execute(insert(AuditPatient), rows)
 
 
 def audit_entries(s: Session, limit: int = 200) -> Sequence[AuditEntry]:
     """The newest audit entries first."""
     return s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)).all()
+
+
+def audited_patients(s: Session, audit_id: int) -> list[int]:
+    """The patients a list read (audit entry ``audit_id``) showed, in id order."""
+    query = select(AuditPatient.patient_id).where(AuditPatient.audit_id == audit_id)
+    return list(s.scalars(query.order_by(AuditPatient.patient_id)))
+
+
+def patient_audit_trail(s: Session, patient_id: int) -> Sequence[AuditEntry]:
+    """Who saw or changed the patient, oldest first: every entry about the patient
+    (a read of their page, a refused access, a change) and every list read that showed
+    them. Both look-ups are indexed on the patient id."""
+    listed = select(AuditPatient.audit_id).where(AuditPatient.patient_id == patient_id)
+    named = (AuditEntry.patient_id == patient_id) | AuditEntry.id.in_(listed)
+    return s.scalars(select(AuditEntry).where(named).order_by(AuditEntry.id)).all()
 
 
 # -- users and tokens --------------------------------------------------------------------

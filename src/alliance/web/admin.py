@@ -54,7 +54,10 @@ def _page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
     with ctx.db.write() as s:
         users = list(repo.list_users(s))
         patients = list(repo.patients_for(s, user))
-        repo.audit(s, user, "read", "patient-list", detail=f"{len(patients)} patients")
+        shown = [p.id for p in patients]
+        repo.audit(
+            s, user, "read", "patient-list", detail=f"{len(patients)} patients", patients=shown
+        )
         return ctx.render(
             "admin.html",
             status_code=status,

@@ -216,7 +216,8 @@ def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[P
     require_role(user, CLINICAL)
     with _db(request).write() as s:
         rows = monitoring.caseload_summary(s, list(repo.patients_for(s, user)))
-        repo.audit(s, user, "read", "caseload", detail=f"api {len(rows)} patients")
+        shown = [r["patient"].id for r in rows]
+        repo.audit(s, user, "read", "caseload", detail=f"api {len(rows)} patients", patients=shown)
     return [
         PatientSummary(
             id=r["patient"].id,
@@ -337,7 +338,8 @@ def list_alerts(
     with _db(request).write() as s:
         ids = [p.id for p in repo.patients_for(s, user)]
         alerts = repo.alerts_of(s, ids, open_only=open_only)
-        repo.audit(s, user, "read", "alerts", detail=f"api {len(alerts)} alerts")
+        shown = [a.patient_id for a in alerts]
+        repo.audit(s, user, "read", "alerts", detail=f"api {len(alerts)} alerts", patients=shown)
         return [_alert_out(a) for a in alerts]
 
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alliance.store import migrate, repo
 from alliance.store.db import Database
 from alliance.web import admin, api, pages, patient, reports
-from alliance.web.deps import LoginRequired, RefusedPatient
+from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
 from alliance.web.submissions import SubmissionWriter
@@ -84,10 +84,13 @@ def create_app(
     secret_key: str | None = None,
     migrate_db: bool = True,
 ) -> FastAPI:
-    """Build the clinic application on a database (migrated to the newest schema)."""
+    """Build the clinic application on a database (migrated to the newest schema; with
+    ``migrate_db=False`` the schema must already be the newest, see ``alliance db grant``)."""
     db = Database(database_url)
     if migrate_db:
         migrate.upgrade(db.engine)
+    else:
+        migrate.require_current(db.engine)
     app = FastAPI(
         title="alliance clinic",
         version="1",
@@ -140,10 +143,17 @@ def _warm_up() -> None:
     gc.freeze()
 
 
-def _audit_refusal(app: FastAPI, exc: RefusedPatient) -> None:
-    """Record a refused patient access (its own transaction: the request's rolled back)."""
+def _audit_refusal(app: FastAPI, request: Request, exc: Forbidden) -> None:
+    """Record a refusal (its own transaction: the request's rolled back): of a patient
+    outside the caseload, else of the route. The route pattern, never the concrete path."""
+    pattern = getattr(request.scope.get("route"), "path", "(unmatched)")
+    where = f"{request.method} {pattern}"
     with app.state.db.write() as s:
-        repo.audit(s, exc.user, "refused", "patient", exc.patient_id, patient_id=exc.patient_id)
+        if exc.patient_id is None:
+            repo.audit(s, exc.user, "refused", "route", pattern, detail=where)
+        else:
+            patient = exc.patient_id
+            repo.audit(s, exc.user, "refused", "patient", patient, patient_id=patient, detail=where)
 
 
 def _wants_html(request: Request) -> bool:
@@ -160,8 +170,8 @@ def _add_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        if isinstance(exc, RefusedPatient):
-            await run_in_threadpool(_audit_refusal, app, exc)
+        if isinstance(exc, Forbidden):
+            await run_in_threadpool(_audit_refusal, app, request, exc)
         if not _wants_html(request):
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers

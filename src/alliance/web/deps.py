@@ -27,19 +27,24 @@ class LoginRequired(Exception):
 
 
 class Forbidden(HTTPException):
-    """The user's role may not do this (403)."""
+    """The user's role may not do this (403).
 
-    def __init__(self, detail: str = "Your role does not allow this.") -> None:
+    Every ``Forbidden`` is audited (action ``refused``, with the route pattern) by the app's
+    handler in its own transaction, after the request's transaction has rolled back.
+    """
+
+    def __init__(self, user: User | None, detail: str = "Your role does not allow this.") -> None:
         super().__init__(status_code=403, detail=detail)
+        self.user = user
+        self.patient_id: int | None = None
 
 
 class RefusedPatient(Forbidden):
-    """Access to a patient outside the user's caseload (403); audited by the app's handler
-    in its own transaction, after the request's transaction has rolled back."""
+    """Access to a patient outside the user's caseload (403); audited as a refusal of that
+    patient."""
 
     def __init__(self, user: User, patient_id: int, detail: str) -> None:
-        super().__init__(detail)
-        self.user = user
+        super().__init__(user, detail)
         self.patient_id = patient_id
 
 
@@ -70,7 +75,7 @@ class Ctx:
         if self.user is None:
             raise LoginRequired()
         if roles and self.user.role not in roles:
-            raise Forbidden()
+            raise Forbidden(self.user)
         return self.user
 
     def render(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -157,4 +162,4 @@ def bearer_user(request: Request) -> User:
 def require_role(user: User, roles: Iterable[str]) -> None:
     """Refuse (403) a user whose role is not among ``roles``."""
     if user.role not in set(roles):
-        raise Forbidden(f"role {user.role!r} may not do this")
+        raise Forbidden(user, f"role {user.role!r} may not do this")

@@ -260,7 +260,7 @@ def caseload(
         start = (number - 1) * CASELOAD_PAGE
         page_ids = [e.patient_id for e in ordered[start : start + CASELOAD_PAGE]]
         rows = caseload_rows(s, reads.patients_in_order(s, page_ids))
-        repo.audit(s, user, "read", "caseload", detail=f"{len(rows)} patients")
+        repo.audit(s, user, "read", "caseload", detail=f"{len(rows)} patients", patients=page_ids)
         query = {k: v for k, v in (("status", status), ("therapist", therapist)) if v}
         return ctx.render(
             "caseload.html",

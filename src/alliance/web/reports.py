@@ -80,7 +80,11 @@ def deidentified(s: Session, secret_key: str) -> pd.DataFrame:
     Patients and therapists appear as keyed pseudonyms; dates become days since the
     patient's first session.
     """
-    long = repo.responses_frame(s)
+    return deidentify(repo.responses_frame(s), secret_key)
+
+
+def deidentify(long: pd.DataFrame, secret_key: str) -> pd.DataFrame:
+    """:func:`deidentified` of a long response table (:func:`repo.responses_frame`)."""
     if long.empty:
         return pd.DataFrame(columns=["patient", "therapist", "session", "day"])
     first = long.groupby("patient_id")["date"].transform("min")
@@ -110,8 +114,12 @@ def export_response(db: Any, user: User, secret_key: str, fmt: str) -> Response:
     if fmt not in EXPORT_FORMATS:
         raise HTTPException(422, f"format: must be one of {', '.join(EXPORT_FORMATS)}")
     with db.write() as s:
-        frame = deidentified(s, secret_key)
-        repo.audit(s, user, "export", "deidentified", fmt, detail=f"{len(frame)} rows")
+        long = repo.responses_frame(s)
+        frame = deidentify(long, secret_key)
+        shown = [int(p) for p in long["patient_id"].unique()] if not long.empty else []
+        repo.audit(
+            s, user, "export", "deidentified", fmt, detail=f"{len(frame)} rows", patients=shown
+        )
     headers = {"Content-Disposition": f'attachment; filename="alliance-export.{fmt}"'}
     return Response(export_bytes(frame, fmt), media_type=EXPORT_FORMATS[fmt], headers=headers)
 
