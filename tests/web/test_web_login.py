@@ -275,3 +275,13 @@ def test_kiosk_pages_are_not_kept_by_the_browser(clinic: Clinic) -> None:
     tablet = login(clinic.app, "t1")
     page = tablet.get(f"/patients/{clinic.patients['p1']}")
     assert page.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("username", ["t1\x00", "x" * 65])
+def test_an_impossible_username_is_refused_naming_the_rule(clinic: Clinic, username: str) -> None:
+    browser = browser_at(clinic, NAT)
+    refused = attempt(browser, username, PASSWORD)
+    assert refused.status_code == 422
+    assert "username: must be 1 to 64 characters" in refused.text
+    with clinic.db.read() as s:
+        assert s.scalars(select(LoginThrottle)).all() == []

@@ -75,6 +75,8 @@ def login(
     :mod:`alliance.web.security`): the attempt is counted before the check, atomically, and
     the check runs outside any transaction; logins and failures are audited."""
     ctx.check_csrf(csrf_token)
+    if not 0 < len(username) <= 64 or "\x00" in username:  # no user can have this name
+        raise HTTPException(422, "username: must be 1 to 64 characters, without NUL")
     address = client_address(request)
     rules = login_keys(ctx.signer.secret_key, username, address)
     with ctx.db.write() as s:
