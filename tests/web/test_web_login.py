@@ -21,7 +21,7 @@ import uvicorn
 from argon2 import PasswordHasher
 from live_server import free_port
 from sqlalchemy import inspect, select, text
-from webclinic import PASSWORD, Browser, Client, Clinic, login
+from webclinic import PASSWORD, SECRET, Browser, Client, Clinic, login
 
 from alliance.store import repo
 from alliance.store.db import Database
@@ -285,3 +285,21 @@ def test_an_impossible_username_is_refused_naming_the_rule(clinic: Clinic, usern
     assert "username: must be 1 to 64 characters" in refused.text
     with clinic.db.read() as s:
         assert s.scalars(select(LoginThrottle)).all() == []
+
+
+def counters(db: Database) -> dict[str, int]:
+    with db.read() as s:
+        return {row.key: row.failures for row in s.scalars(select(LoginThrottle))}
+
+
+def test_counters_are_cleared_by_success_and_pruned_when_forgotten(clinic: Clinic) -> None:
+    at_nat = security.login_keys(SECRET, "t1", NAT)
+    user_key, address_key = list(at_nat)
+    browser = browser_at(clinic, NAT)
+    fail(browser, "t1", 2)
+    assert counters(clinic.db) == {user_key: 2, address_key: 2}
+    assert attempt(browser, "t1", PASSWORD).status_code == 303
+    assert counters(clinic.db) == {address_key: 2}  # the address keeps its two failures
+    let_time_pass(clinic.db, 25 * 3600)
+    fail(browser_at(clinic, HOME), "t2", 1)
+    assert counters(clinic.db) == dict.fromkeys(security.login_keys(SECRET, "t2", HOME), 1)

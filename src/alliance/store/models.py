@@ -85,7 +85,7 @@ class LoginThrottle(Base):
     __tablename__ = "login_throttle"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_failure_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     blocked_until: Mapped[datetime | None] = mapped_column(default=None)
 
 

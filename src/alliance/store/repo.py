@@ -211,16 +211,30 @@ def _locked_counters(s: Session, keys: Iterable[str]) -> list[LoginThrottle]:
     ``SELECT ... FOR UPDATE`` on PostgreSQL (in key order, so two attempts never deadlock);
     on SQLite the write transaction's ``BEGIN IMMEDIATE`` already serialises writers."""
     ordered = sorted(set(keys))
-    table = LoginThrottle.__table__
-    dialect = s.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        rows = [{"key": key, "failures": 0} for key in ordered]
-        s.execute(module.insert(table).values(rows).on_conflict_do_nothing())
-    else:  # pragma: no cover - other databases are not supported
-        raise NotImplementedError(dialect)
+    module = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
     query = select(LoginThrottle).where(LoginThrottle.key.in_(ordered)).order_by(LoginThrottle.key)
-    return list(s.scalars(query.with_for_update().execution_options(populate_existing=True)))
+    query = query.with_for_update().execution_options(populate_existing=True)
+    for _ in range(3):  # a row pruned by another attempt meanwhile is created again
+        rows = [{"key": key, "failures": 0} for key in ordered]
+        s.execute(module.insert(LoginThrottle.__table__).values(rows).on_conflict_do_nothing())
+        found = list(s.scalars(query))
+        if len(found) == len(ordered):
+            return found
+    raise RuntimeError("login counters: could not lock the counters of the attempt")
+
+
+def _prune_counters(s: Session, keep: Iterable[str], before: datetime) -> None:
+    """Delete counters whose last failure is older than ``before`` (their failures are
+    forgotten anyway), skipping rows another attempt holds and the attempt's own keys."""
+    stale = (
+        select(LoginThrottle.key)
+        .where(LoginThrottle.last_failure_at < before, LoginThrottle.key.not_in(list(keep)))
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    keys = list(s.scalars(stale))
+    if keys:
+        s.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
 
 
 def _forget_old(row: LoginThrottle, rule: CounterRule, now: datetime) -> None:
@@ -238,6 +252,7 @@ def claim_login_attempt(
     counter's next delay set, so concurrent attempts never see a stale count; a correct
     password takes it back (:func:`record_login`)."""
     now = now or utcnow()
+    _prune_counters(s, rules, now - max(rule.forget_after for rule in rules.values()))
     rows = _locked_counters(s, rules)
     for row in rows:
         _forget_old(row, rules[row.key], now)
@@ -262,6 +277,9 @@ def record_login(s: Session, rules: Mapping[str, CounterRule], success: bool) ->
     for row in _locked_counters(s, rules):
         rule = rules[row.key]
         row.failures = 0 if rule.reset_on_success else max(row.failures - 1, 0)
+        if row.failures == 0:
+            s.delete(row)
+            continue
         delay = rule.delay(row.failures)
         if not delay or row.last_failure_at is None:
             row.blocked_until = None

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("key"),
     )
+    op.create_index("ix_login_throttle_last_failure_at", "login_throttle", ["last_failure_at"])
     op.create_table(
         "ended_sessions",
         sa.Column("nonce_hash", sa.String(length=64), nullable=False),
@@ -54,4 +55,5 @@ def downgrade() -> None:
     op.create_index("ix_login_attempts_at", "login_attempts", ["at"], unique=False)
     op.drop_index("ix_ended_sessions_expires_at", table_name="ended_sessions")
     op.drop_table("ended_sessions")
+    op.drop_index("ix_login_throttle_last_failure_at", table_name="login_throttle")
     op.drop_table("login_throttle")
