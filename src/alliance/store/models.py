@@ -25,7 +25,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -80,16 +79,24 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
-class LoginAttempt(Base):
-    """A login attempt, for rate limiting (shared by all workers through the database)."""
+class LoginThrottle(Base):
+    """Failed-login counter of one key (a user at an address, or an address), shared by all
+    workers through the database. The key is a keyed hash: no username or address is kept."""
 
-    __tablename__ = "login_attempts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64))
-    client: Mapped[str] = mapped_column(String(64))
-    success: Mapped[bool] = mapped_column(Boolean)
-    at: Mapped[datetime] = mapped_column(default=utcnow)
-    __table_args__ = (Index("ix_login_attempts_at", "at"),)
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EndedSession(Base):
+    """A session cookie ended on one device (kiosk handover) before it expires; kept (hashed)
+    until the cookie would have expired anyway."""
+
+    __tablename__ = "ended_sessions"
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Patient(Base):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import delete, false, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from alliance.dynamics.episodes import EPISODE_COLUMNS
@@ -26,8 +27,9 @@ from alliance.store.models import (
     AuditEntry,
     AuditPatient,
     ClinicNorm,
+    EndedSession,
     Link,
-    LoginAttempt,
+    LoginThrottle,
     Patient,
     Response,
     RuptureEvent,
@@ -196,20 +198,119 @@ def user_for_api_token(s: Session, token: str) -> User | None:
     return get_user(s, row.user_id)
 
 
-def record_login(s: Session, username: str, client: str, success: bool) -> None:
-    """Remember a login attempt (for rate limiting)."""
-    s.add(LoginAttempt(username=username[:64], client=client[:64], success=success))
-
-
-def recent_failures(s: Session, username: str, client: str, window: timedelta) -> int:
-    """Failed logins for this username or from this client within the window."""
-    since = utcnow() - window
-    query = select(func.count(LoginAttempt.id)).where(
-        LoginAttempt.success.is_(False),
-        LoginAttempt.at >= since,
-        (LoginAttempt.username == username) | (LoginAttempt.client == client),
+def revoke_api_tokens(s: Session, user_id: int) -> int:
+    """Revoke every bearer token of the user (logout); returns how many were active."""
+    result = s.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
+        .values(revoked=True)
     )
-    return int(s.scalar(query) or 0)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def end_device_session(s: Session, nonce: str, expires_at: datetime) -> None:
+    """End one session cookie (by its nonce, stored hashed) before it expires; forgets the
+    ended sessions whose cookies have expired anyway."""
+    s.execute(delete(EndedSession).where(EndedSession.expires_at < utcnow()))
+    s.merge(EndedSession(nonce_hash=hash_token(nonce), expires_at=expires_at))
+
+
+def session_ended(s: Session, nonce: str) -> bool:
+    """Whether the session cookie with this nonce was ended on its device."""
+    return s.get(EndedSession, hash_token(nonce)) is not None
+
+
+# -- login counters ----------------------------------------------------------------------
+class CounterRule(Protocol):
+    """What the login counters need of a rule (:class:`alliance.web.security.LoginRule`)."""
+
+    @property
+    def forget_after(self) -> timedelta: ...
+    @property
+    def reset_on_success(self) -> bool: ...
+    def delay(self, failures: int) -> timedelta: ...
+
+
+def _locked_counters(s: Session, keys: Iterable[str]) -> list[LoginThrottle]:
+    """The counters of these keys, created when missing and locked until the commit:
+    ``SELECT ... FOR UPDATE`` on PostgreSQL (in key order, so two attempts never deadlock);
+    on SQLite the write transaction's ``BEGIN IMMEDIATE`` already serialises writers."""
+    ordered = sorted(set(keys))
+    module = postgresql if s.get_bind().dialect.name == "postgresql" else sqlite
+    query = select(LoginThrottle).where(LoginThrottle.key.in_(ordered)).order_by(LoginThrottle.key)
+    query = query.with_for_update().execution_options(populate_existing=True)
+    for _ in range(3):  # a row pruned by another attempt meanwhile is created again
+        rows = [{"key": key, "failures": 0} for key in ordered]
+        s.execute(module.insert(LoginThrottle.__table__).values(rows).on_conflict_do_nothing())
+        found = list(s.scalars(query))
+        if len(found) == len(ordered):
+            return found
+    raise RuntimeError("login counters: could not lock the counters of the attempt")
+
+
+def _prune_counters(s: Session, keep: Iterable[str], before: datetime) -> None:
+    """Delete counters whose last failure is older than ``before`` (their failures are
+    forgotten anyway), skipping rows another attempt holds and the attempt's own keys."""
+    stale = (
+        select(LoginThrottle.key)
+        .where(LoginThrottle.last_failure_at < before, LoginThrottle.key.not_in(list(keep)))
+        .limit(100)
+        .with_for_update(skip_locked=True)
+    )
+    keys = list(s.scalars(stale))
+    if keys:
+        s.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+
+
+def _forget_old(row: LoginThrottle, rule: CounterRule, now: datetime) -> None:
+    if row.last_failure_at is not None and aware(row.last_failure_at) < now - rule.forget_after:
+        row.failures, row.blocked_until = 0, None
+
+
+def claim_login_attempt(
+    s: Session, rules: Mapping[str, CounterRule], now: datetime | None = None
+) -> timedelta:
+    """Atomically claim one password check against every counter of the attempt.
+
+    Returns the wait still due (a positive timedelta: refuse without checking the password)
+    or zero: the attempt is counted as a failure *before* the password is checked and each
+    counter's next delay set, so concurrent attempts never see a stale count; a correct
+    password takes it back (:func:`record_login`)."""
+    now = now or utcnow()
+    _prune_counters(s, rules, now - max(rule.forget_after for rule in rules.values()))
+    rows = _locked_counters(s, rules)
+    for row in rows:
+        _forget_old(row, rules[row.key], now)
+    waits = [aware(r.blocked_until) - now for r in rows if r.blocked_until is not None]
+    wait = max(waits, default=timedelta(0))
+    if wait > timedelta(0):
+        return wait
+    for row in rows:
+        row.failures += 1
+        row.last_failure_at = now
+        delay = rules[row.key].delay(row.failures)
+        row.blocked_until = now + delay if delay else None
+    s.flush()
+    return timedelta(0)
+
+
+def record_login(s: Session, rules: Mapping[str, CounterRule], success: bool) -> None:
+    """Settle a claimed attempt: a failure stays counted; a success clears the counters
+    whose rule says so and takes its own attempt back from the others."""
+    if not success:
+        return
+    for row in _locked_counters(s, rules):
+        rule = rules[row.key]
+        row.failures = 0 if rule.reset_on_success else max(row.failures - 1, 0)
+        if row.failures == 0:
+            s.delete(row)
+            continue
+        delay = rule.delay(row.failures)
+        if not delay or row.last_failure_at is None:
+            row.blocked_until = None
+        else:
+            row.blocked_until = aware(row.last_failure_at) + delay
+    s.flush()
 
 
 # -- patients and schedules --------------------------------------------------------------

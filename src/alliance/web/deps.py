@@ -128,8 +128,10 @@ def get_ctx(request: Request) -> Ctx:
     if session.user_id is not None:
         with state.db.read() as s:
             user = repo.get_user(s, session.user_id)
-        if user is not None and user.session_epoch != session.epoch:
-            user = None  # logged out everywhere since this cookie was issued
+            if user is not None and user.session_epoch != session.epoch:
+                user = None  # logged out everywhere since this cookie was issued
+            elif user is not None and repo.session_ended(s, session.nonce):
+                user = None  # this device was handed to a patient (kiosk)
     return Ctx(request, state.db, signer, state.templates, session, new_cookie, user)
 
 

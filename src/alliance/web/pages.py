@@ -18,7 +18,7 @@ from alliance.dynamics.episodes import SEVERITY_RANK
 from alliance.dynamics.status import STATUS_LEVELS
 from alliance.instruments import alliance_measures, get_instrument
 from alliance.store import reads, repo
-from alliance.store.models import Alert, Patient, User
+from alliance.store.models import Alert, Patient, User, utcnow
 from alliance.web import charts, monitoring
 from alliance.web.deps import (
     Ctx,
@@ -29,11 +29,12 @@ from alliance.web.deps import (
 )
 from alliance.web.forms import SubmissionInvalid, build_form, score_answers
 from alliance.web.security import (
-    LOGIN_MAX_FAILURES,
-    LOGIN_WINDOW_MINUTES,
+    SESSION_MAX_AGE,
     SessionData,
     burn_verify_time,
+    login_keys,
     new_nonce,
+    pseudonym,
     verify_password,
 )
 
@@ -70,21 +71,31 @@ def login(
     csrf_token: str = Form(""),
     ctx: Ctx = Depends(get_ctx),
 ) -> Response:
-    """Check the password (argon2), with rate limiting per username and per client."""
+    """Check the password (argon2) unless a login delay is due (see
+    :mod:`alliance.web.security`): the attempt is counted before the check, atomically, and
+    the check runs outside any transaction; logins and failures are audited."""
     ctx.check_csrf(csrf_token)
-    client = client_address(request)
-    window = timedelta(minutes=LOGIN_WINDOW_MINUTES)
+    if not 0 < len(username) <= 64 or "\x00" in username:  # no user can have this name
+        raise HTTPException(422, "username: must be 1 to 64 characters, without NUL")
+    address = client_address(request)
+    rules = login_keys(ctx.signer.secret_key, username, address)
     with ctx.db.write() as s:
-        if repo.recent_failures(s, username, client, window) >= LOGIN_MAX_FAILURES:
-            message = f"Too many failed logins. Try again in {LOGIN_WINDOW_MINUTES} minutes."
-            limited = ctx.render("login.html", status_code=429, error=message)
-            limited.headers["Retry-After"] = str(LOGIN_WINDOW_MINUTES * 60)
-            return limited
+        wait = repo.claim_login_attempt(s, rules)
+    if wait > timedelta(0):
+        return _login_delayed(ctx, wait)
+    with ctx.db.read() as s:
         user = repo.user_by_name(s, username)
-        ok = user is not None and verify_password(user.password_hash, password)
-        if user is None:
-            burn_verify_time(password)
-        repo.record_login(s, username, client, ok)
+    if user is None:
+        burn_verify_time(password)
+    ok = user is not None and verify_password(user.password_hash, password)
+    where = "from address " + pseudonym(ctx.signer.secret_key, "address", address)
+    with ctx.db.write() as s:
+        repo.record_login(s, rules, ok)
+        if ok and user is not None:
+            repo.audit(s, user, "login", "user", user.id, detail=where)
+        else:  # the typed username is not kept: it may be a password typed in the wrong field
+            known = "" if user is None else user.id
+            repo.audit(s, None, "login-failed", "user", known, detail=where, actor="login")
     if not ok or user is None:
         return ctx.render("login.html", status_code=401, error="Unknown user or wrong password.")
     response: Response = RedirectResponse(HOME[user.role], status_code=303)
@@ -93,13 +104,25 @@ def login(
     return response
 
 
+def _login_delayed(ctx: Ctx, wait: timedelta) -> Response:
+    """429 with ``Retry-After``: the same answer whether or not the user exists."""
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    message = f"Too many failed logins. Wait {seconds} seconds before trying again."
+    limited = ctx.render("login.html", status_code=429, error=message)
+    limited.headers["Retry-After"] = str(seconds)
+    return limited
+
+
 @router.post("/logout")
 def logout(csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
-    """End the user's sessions on every device (their cookies stop working)."""
+    """Log out everywhere: every session cookie of the user stops working and every API
+    bearer token of the user is revoked."""
     ctx.check_csrf(csrf_token)
     if ctx.user is not None:
         with ctx.db.write() as s:
             repo.end_sessions(s, ctx.user.id)
+            revoked = repo.revoke_api_tokens(s, ctx.user.id)
+            repo.audit(s, ctx.user, "logout", "user", ctx.user.id, detail=f"{revoked} tokens")
     response = RedirectResponse("/login", status_code=303)
     set_session_cookie(ctx.request, response, ctx.signer, SessionData(None, new_nonce()))
     return response
@@ -485,6 +508,8 @@ def kiosk(session_id: int, csrf_token: str = Form(""), ctx: Ctx = Depends(get_ct
         visible_patient(s, user, session.patient_id)
         token = repo.issue_link(s, session, ttl=timedelta(minutes=30), kiosk=True)
         repo.audit(s, user, "create", "kiosk-link", session.id, patient_id=session.patient_id)
+        # this device's clinician cookie stops working, even if restored; other devices stay
+        repo.end_device_session(s, ctx.session.nonce, utcnow() + timedelta(seconds=SESSION_MAX_AGE))
     response = RedirectResponse(f"/f/{token}", status_code=303)
     set_session_cookie(ctx.request, response, ctx.signer, SessionData(None, new_nonce()))
     return response

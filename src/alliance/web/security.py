@@ -1,9 +1,33 @@
 """Authentication and request security: argon2 passwords, signed session cookies, CSRF,
-login rate limiting, security headers and bearer tokens.
+login delays, security headers and bearer tokens.
 
 The web tier keeps no server-side session state: the session cookie is signed with
 itsdangerous and carries the user id and a random nonce; the CSRF token of every form is an
 HMAC of that nonce, so any worker can check it.
+
+Login delays (throttling, not lockout). NIST SP 800-63B (section 5.2.2, "Rate Limiting
+(Throttling)") asks a verifier to limit the failed attempts an online guesser can make on an
+account, and names the alternatives to a plain lockout: waiting periods that grow with each
+further failure, and limits tied to where the attempts come from, so that legitimate users
+are not denied service. The OWASP Authentication Cheat Sheet ("Protect Against Automated
+Attacks", "Account Lockout") gives the same warning: a counter per account lets anyone lock
+a colleague out by typing wrong passwords, and a counter per address locks out everyone
+behind the same NAT. So the clinic keeps two counters, both updated atomically before the
+password is checked (:func:`alliance.store.repo.claim_login_attempt`):
+
+- per user at an address (:data:`USER_AT_ADDRESS`): the first failures are free; after
+  them each further attempt for that user *from that address* waits a delay that doubles
+  with every failure, up to :data:`MAX_DELAY`. A correct password ends the delay. The same
+  user from another address has a counter of its own, so a guesser never delays the user's
+  own logins elsewhere.
+- per address (:data:`FROM_ADDRESS`): many more free failures, for one address guessing
+  many usernames (password spraying); colleagues behind a clinic's NAT are affected only
+  after that many failures from it within the hour, and then only by the delay.
+
+A refused attempt checks no password and gets 429 with ``Retry-After``; the counters are
+the same for unknown usernames, so the refusal does not tell whether a user exists. The
+counters are keyed by an HMAC of the username and address (:func:`login_keys`): what was
+typed into the username field (possibly a password) is never stored.
 """
 
 from __future__ import annotations
@@ -13,6 +37,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -23,8 +48,46 @@ from alliance.store.db import alliance_home
 
 SESSION_COOKIE = "alliance_session"
 SESSION_MAX_AGE = 8 * 3600
-LOGIN_WINDOW_MINUTES = 15
-LOGIN_MAX_FAILURES = 5
+FIRST_DELAY = timedelta(seconds=30)  # the wait after the last free failure
+MAX_DELAY = timedelta(minutes=15)  # the delay doubles with each failure up to this
+
+
+@dataclass(frozen=True)
+class LoginRule:
+    """How one login counter slows a guesser: free failures, then doubling delays; the
+    failures are forgotten ``forget_after`` the last one; ``reset_on_success``: a correct
+    password clears the counter (else it only takes back its own attempt)."""
+
+    name: str
+    free_failures: int
+    forget_after: timedelta
+    reset_on_success: bool
+
+    def delay(self, failures: int) -> timedelta:
+        """The wait before the next attempt after ``failures`` failures (0: none)."""
+        if failures < self.free_failures:
+            return timedelta(0)
+        doublings = min(failures - self.free_failures, 16)
+        return min(FIRST_DELAY * (1 << doublings), MAX_DELAY)
+
+
+USER_AT_ADDRESS = LoginRule("user-address", 5, timedelta(hours=24), reset_on_success=True)
+FROM_ADDRESS = LoginRule("address", 30, timedelta(hours=1), reset_on_success=False)
+
+
+def login_keys(secret_key: str, username: str, address: str) -> dict[str, LoginRule]:
+    """The counters a login attempt counts against, by their keyed hashes (HMAC-SHA-256:
+    neither the typed username nor the address can be read back from the database)."""
+
+    def key(*parts: str) -> str:
+        message = "\x00".join(parts).encode("utf-8", "surrogatepass")
+        return hmac.new(secret_key.encode(), b"login:" + message, hashlib.sha256).hexdigest()
+
+    return {
+        key(USER_AT_ADDRESS.name, username, address): USER_AT_ADDRESS,
+        key(FROM_ADDRESS.name, address): FROM_ADDRESS,
+    }
+
 
 _hasher = PasswordHasher()
 
