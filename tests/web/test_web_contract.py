@@ -152,3 +152,17 @@ def test_every_refusal_is_documented_with_the_one_error_model(sqlite_clinic: Cli
                 assert refusals["401"]["headers"]["WWW-Authenticate"]["required"] is True
     export = schema["paths"]["/api/v1/export"]["get"]["responses"]["200"]["content"]
     assert set(export) == {"text/csv", "application/vnd.apache.parquet"}
+
+
+def test_an_oversized_body_is_refused_as_documented(sqlite_clinic: Clinic) -> None:
+    """The body-size limit (outside the routes) answers the documented 413 and ErrorOut."""
+    schema = schemathesis.openapi.from_asgi("/api/openapi.json", sqlite_clinic.app)
+    operation = schema["/api/v1/links/{token}/responses"]["POST"]
+    case = operation.Case(
+        path_parameters={"token": "unknown"},
+        body={"answers": {"wai_sr_1": "4" * 300_000}},
+        media_type="application/json",
+    )
+    response = case.call()
+    assert response.status_code == 413
+    case.validate_response(response, checks=CHECKS)
