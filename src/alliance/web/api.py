@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -21,10 +21,17 @@ from alliance.store.db import Database
 from alliance.store.models import Patient, User
 from alliance.web import charts, monitoring, reports
 from alliance.web.deps import RefusedPatient, bearer_user, require_role
+from alliance.web.openapi import errors
 from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
 
-router = APIRouter(prefix="/api/v1", tags=["clinic"])
+# Every route may meet the body-size limit; a bearer route's 401 is documented by
+# alliance.web.openapi.install; each route lists its other refusals (one error model).
+router = APIRouter(prefix="/api/v1", tags=["clinic"], responses=errors(413))
 CLINICAL = ("admin", "supervisor", "therapist")
+# Row ids are PostgreSQL ``integer``s: a larger id names no row and is refused (422).
+DB_ID_MAX = 2**31 - 1
+PatientId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a patient's id")]
+AlertId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="an alert's id")]
 
 
 class Me(BaseModel):
@@ -209,7 +216,7 @@ def me(user: User = Depends(bearer_user)) -> Me:
     return Me(id=user.id, username=user.username, role=user.role)
 
 
-@router.get("/patients", response_model=list[PatientSummary])
+@router.get("/patients", response_model=list[PatientSummary], responses=errors(403))
 def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[PatientSummary]:
     """The caller's caseload (therapist), team (supervisor) or clinic (admin), each
     patient with their status."""
@@ -236,9 +243,9 @@ def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[P
     ]
 
 
-@router.get("/patients/{patient_id}", response_model=PatientDetail)
+@router.get("/patients/{patient_id}", response_model=PatientDetail, responses=errors(403, 404))
 def get_patient(
-    patient_id: int, request: Request, user: User = Depends(bearer_user)
+    patient_id: PatientId, request: Request, user: User = Depends(bearer_user)
 ) -> PatientDetail:
     """A patient's scores per session (patient and therapist), ruptures and alerts."""
     require_role(user, CLINICAL)
@@ -274,8 +281,8 @@ def get_patient(
         )
 
 
-@router.get("/patients/{patient_id}/chart")
-def chart_spec(patient_id: int, request: Request, user: User = Depends(bearer_user)) -> Any:
+@router.get("/patients/{patient_id}/chart", responses=errors(403, 404))
+def chart_spec(patient_id: PatientId, request: Request, user: User = Depends(bearer_user)) -> Any:
     """The Vega-Lite spec of the trajectory chart (the same one the web page renders)."""
     require_role(user, CLINICAL)
     with _db(request).write() as s:
@@ -289,9 +296,14 @@ def chart_spec(patient_id: int, request: Request, user: User = Depends(bearer_us
     return charts.trajectory_spec(table, primary, ruptures)
 
 
-@router.post("/patients/{patient_id}/sessions", response_model=SessionCreated, status_code=201)
+@router.post(
+    "/patients/{patient_id}/sessions",
+    response_model=SessionCreated,
+    status_code=201,
+    responses=errors(403, 404),
+)
 def create_session(
-    patient_id: int, request: Request, user: User = Depends(bearer_user)
+    patient_id: PatientId, request: Request, user: User = Depends(bearer_user)
 ) -> SessionCreated:
     """Create the patient's next session and a single-use patient link."""
     require_role(user, ("therapist", "admin"))
@@ -309,7 +321,12 @@ def create_session(
         )
 
 
-@router.post("/links/{token}/responses", response_model=Accepted, status_code=201)
+@router.post(
+    "/links/{token}/responses",
+    response_model=Accepted,
+    status_code=201,
+    responses=errors(400, 404, 410),
+)
 async def submit(token: str, body: Submission, request: Request) -> Accepted:
     """Submit a patient's answers through a link (the token is the credential).
 
@@ -328,7 +345,7 @@ async def submit(token: str, body: Submission, request: Request) -> Accepted:
     return Accepted(status="stored", forms=outcome.forms)
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get("/alerts", response_model=list[AlertOut], responses=errors(403))
 def list_alerts(
     request: Request, open_only: bool = True, user: User = Depends(bearer_user)
 ) -> list[AlertOut]:
@@ -359,23 +376,25 @@ def _update_alert(request: Request, user: User, alert_id: int, status: str, note
         return _alert_out(alert)
 
 
-@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+@router.post(
+    "/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(400, 403, 404)
+)
 def acknowledge(
-    alert_id: int, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
+    alert_id: AlertId, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
 ) -> AlertOut:
     """Acknowledge an alert (optionally with a note)."""
     return _update_alert(request, user, alert_id, "acknowledged", body.note)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(400, 403, 404))
 def resolve(
-    alert_id: int, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
+    alert_id: AlertId, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
 ) -> AlertOut:
     """Resolve an alert; a note is required."""
     return _update_alert(request, user, alert_id, "resolved", body.note)
 
 
-@router.get("/supervision")
+@router.get("/supervision", responses=errors(403))
 def supervision(request: Request, user: User = Depends(bearer_user)) -> list[dict[str, Any]]:
     """Per-therapist alliance summary and rupture/repair rates of the caller's team."""
     require_role(user, ("supervisor", "admin"))
@@ -385,8 +404,29 @@ def supervision(request: Request, user: User = Depends(bearer_user)) -> list[dic
     return [{k: _json_value(v) for k, v in r.items()} for r in rows]
 
 
-@router.get("/export")
-def export(request: Request, format: str = "csv", user: User = Depends(bearer_user)) -> Response:
+ExportFormat = Annotated[
+    str,
+    Query(description="the file format", json_schema_extra={"enum": list(reports.EXPORT_FORMATS)}),
+]
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The export file (an attachment).",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in reports.EXPORT_FORMATS.values()
+            },
+        },
+        **errors(403),
+    },
+)
+def export(
+    request: Request, format: ExportFormat = "csv", user: User = Depends(bearer_user)
+) -> Response:
     """De-identified item-level data and scores (CSV or Parquet); researchers and admins."""
     require_role(user, ("researcher", "admin"))
     return reports.export_response(_db(request), user, request.app.state.signer.secret_key, format)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alliance.store import migrate, repo
 from alliance.store.db import Database
-from alliance.web import admin, api, pages, patient, reports
+from alliance.web import admin, api, openapi, pages, patient, reports
 from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
@@ -116,6 +116,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(reports.router)
     app.include_router(api.router)
+    openapi.install(app)
     app.state.analytics.sweep()
 
     @app.get("/healthz", include_in_schema=False)

@@ -6,7 +6,7 @@ password typed into the wrong field) nor addresses are stored. ``ended_sessions`
 session cookies ended on one device (kiosk handover) until they would have expired.
 
 Revision ID: 0004_login
-Revises: 0003
+Revises: 0004_audit
 Create Date: 2026-12-03 14:45:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_login"
-down_revision = "0003"
+down_revision = "0004_audit"
 branch_labels = None
 depends_on = None
 
