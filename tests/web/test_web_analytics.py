@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -237,7 +238,11 @@ def test_newer_answers_during_a_refresh_are_not_overwritten(
     real = monitor
     calls: list[int] = []
 
+    caller = threading.get_ident()
+
     def monitor_while_answers_arrive(table: pd.DataFrame, **kw: Any) -> Any:
+        if threading.get_ident() != caller:  # the app's own background refresh
+            return real(table, **kw)
         calls.append(len(table))
         if len(calls) == 1:  # a second session commits while the first is computed
             with clinic.db.write() as s:
