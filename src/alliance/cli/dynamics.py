@@ -353,7 +353,7 @@ def _norms(
             column,
             item_columns=items or None,
             reliability=reliability,
-            instrument=inst.id if inst is not None and items else None,
+            instrument=inst.id if inst is not None else None,
         )
     except DynamicsInputError as exc:
         if source == "auto":
