@@ -142,3 +142,16 @@ def test_help_has_examples() -> None:
     out = run("--help")
     assert out.returncode == 0
     assert "alliance meta studies.csv --test knha --format json" in out.stdout
+
+
+def test_a_fit_that_metafor_warns_about_warns_in_one_line(tmp_path: Path) -> None:
+    # EE with Knapp-Hartung: metafor 3.8-1 warns (tests/data/issue18/references.json
+    # "warnings"); the CLI prints our warning as one line and still exits 0.
+    path = tmp_path / "studies.csv"
+    pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5], "vi": [0.01, 0.02, 0.03, 0.02]}).to_csv(
+        path, index=False
+    )
+    out = run(path, "--method", "EE", "--test", "knha")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("warning:") == 1 and "Knapp-Hartung" in out.stderr
+    assert "Traceback" not in out.stderr and ".py:" not in out.stderr

@@ -17,6 +17,9 @@ from metafor_refs import EXTRA
 
 from alliance.research.meta import rma, rma_batch
 
+# Extreme variance ratios are the point here; that they warn is tested in test_meta_unseen_data.
+pytestmark = pytest.mark.filterwarnings("ignore::alliance.research.meta.MetaWarning")
+
 RATIO_Y = [0.2, 0.5, -0.1, 0.9, 0.4, 0.3]
 RATIO_V = [1e-6, 1e2, 1e-4, 10, 1e-2, 1]  # largest / smallest = 1e8
 

@@ -36,6 +36,7 @@ def _close(actual: float, expected: float, rtol: float) -> None:
     + [("dat.raudenbush1985", m) for m in ("EE", "ML", "REML", "DL", "HE", "PM", "SJ")]
     + [("dat.raudenbush1985", f"{m}_knha") for m in ("EE", "ML", "REML", "DL", "HE", "PM", "SJ")],
 )
+@pytest.mark.filterwarnings("ignore:test='knha' with an equal-effects model")  # as metafor
 def test_estimators_match_metafor_computed(data: str, key: str) -> None:
     # Expected: metafor 3.8-1 rma(yi, vi, method=..., test=...) on <data>, metafor_computed.json
     exp = COMPUTED[data][key]
@@ -202,6 +203,7 @@ def test_wald_test_equals_omnibus() -> None:
     _close(p, exp["QMp"], 1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:test='knha' with an equal-effects model")  # as metafor
 def test_upstream_raudenbush_table() -> None:
     # Expected: metafor tests/testthat/test_analysis_example_raudenbush2009.r (Raudenbush 2009,
     #   Table 16.3),

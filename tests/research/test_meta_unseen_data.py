@@ -9,6 +9,7 @@ same script generates with fixed seeds (the CSV files there) and on dat.bcg.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import pytest
 from metafor_refs import DATA as META_DATA
 from scipy import optimize
 
-from alliance.research.meta import rma, rma_mv, robust
-from alliance.research.meta.bias import ranktest
+from alliance.research.meta import MetaWarning, rma, rma_mv, robust
+from alliance.research.meta.bias import influence, leave1out, ranktest
 from alliance.research.meta.multilevel import _loglik
 
 DATA = Path(__file__).parents[1] / "data" / "issue18"
@@ -135,3 +136,55 @@ def test_r2_is_zero_when_the_intercept_only_tau2_is_zero() -> None:
     d = pd.read_csv(DATA / "r2_zero.csv")
     assert rma(d["yi"], d["vi"]).tau2 == REF["r2_zero"]["tau2_intercept_only"] == 0
     assert rma(d["yi"], d["vi"], mods=d[["x"]]).r2 == REF["r2_zero"]["R2"] == 0
+
+
+# -- 6. where metafor warns, we warn in our words; leave1out at k = 2 is quiet and exact ------
+def test_extreme_variance_ratio_warns_as_metafor_does() -> None:
+    warned = REF["warnings"]  # 1 where metafor 3.8-1 warned
+    assert warned["variance_ratio_1e7"] == 1 and warned["variance_ratio_below"] == 0
+    with pytest.warns(MetaWarning, match=r"vi: the largest sampling variance is 2e\+07 times"):
+        rma([0.1, 0.3, 0.2, 0.5], [1e-6, 0.02, 0.03, 20])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rma([0.1, 0.3, 0.2, 0.5], [3e-6, 0.02, 0.03, 20])
+
+
+def test_equal_effects_with_knapp_hartung_warns_as_metafor_does() -> None:
+    assert REF["warnings"]["ee_knha"] == 1
+    with pytest.warns(MetaWarning, match="Knapp-Hartung"):
+        rma([0.1, 0.3, 0.2, 0.5], [0.01, 0.02, 0.03, 0.02], method="EE", test="knha")
+
+
+@pytest.mark.parametrize("method", ["REML", "DL", "EE"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_leave1out_at_two_studies_matches_metafor_without_numpy_warnings(
+    method: str, test: str
+) -> None:
+    ref = REF[f"leave1out_k2_{method}_{test}"]
+    if method == "EE" and test == "knha":
+        with pytest.warns(MetaWarning, match="Knapp-Hartung"):
+            fit = rma([0.1, 0.3], [0.01, 0.02], method=method, test=test)
+    else:
+        fit = rma([0.1, 0.3], [0.01, 0.02], method=method, test=test)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from numpy, no MetaWarning
+        out = leave1out(fit)
+        influence(fit)
+    _assert_leave1out(out, ref)
+
+
+def test_leave1out_with_a_zero_standard_error_is_quiet() -> None:
+    ref = REF["leave1out_k3_knha"]  # the two studies left agree: se 0, stat inf (metafor too)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = leave1out(rma([0.1, 0.3, 0.3], [0.01, 0.02, 0.01], test="knha"))
+    _assert_leave1out(out, ref)
+
+
+def _assert_leave1out(out: pd.DataFrame, ref: dict[str, list[float]]) -> None:
+    # metafor's leave1out column names -> ours
+    columns = {"estimate": "estimate", "se": "se", "pval": "pval", "ci_lb": "ci_lower",
+               "ci_ub": "ci_upper", "Q": "q", "Qp": "q_p", "tau2": "tau2", "I2": "i2",
+               "H2": "h2"}  # fmt: skip
+    for theirs, ours in columns.items():
+        np.testing.assert_allclose(out[ours], ref[theirs], rtol=1e-9, atol=1e-12, err_msg=ours)

@@ -7,6 +7,7 @@ traceback. Every subcommand reads and writes tables through these helpers.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +42,24 @@ def fail(message: str) -> NoReturn:
 
 
 def warn(message: str) -> None:
+    """Print ``warning: message`` to stderr."""
     stderr.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+
+@contextmanager
+def relay_warnings(category: type[Warning]) -> Iterator[None]:
+    """Print the library's warnings of ``category`` raised in the block as one-line
+    ``warning:`` messages (once each) instead of Python's file-and-line form."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught if w.category is category):
+                warn(message)
+            for w in caught:  # any other warning as Python would have shown it
+                if w.category is not category:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @contextmanager

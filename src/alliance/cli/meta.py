@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
-from alliance.cli.common import fail, read_input
+from alliance.cli.common import fail, read_input, relay_warnings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from alliance.research.meta import MetaResult
 
 # The statistics (SciPy) are imported when the command runs, so that every other
@@ -152,7 +154,7 @@ def meta_command(
     ] = None,
 ) -> None:
     """Random-effects meta-analysis (metafor's rma) of a table of studies."""
-    from alliance.research.meta import MetaInputError, analysis_table, rma, trimfill
+    from alliance.research.meta import MetaWarning
 
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
@@ -160,6 +162,16 @@ def meta_command(
         fail(f"--level must be between 0 and 100, not {level}")
     mod_cols = [m.strip() for m in (mods or "").split(",") if m.strip()]
     frame = read_input(file)
+    with relay_warnings(MetaWarning):
+        _meta(frame, file, method, test, level, mod_cols, cluster, bias, forest, funnel, fmt)
+
+
+def _meta(
+    frame: pd.DataFrame, file: Path, method: str, test: str, level: float, mod_cols: list[str],
+    cluster: str | None, bias: bool, forest: Path | None, funnel: Path | None, fmt: str,
+) -> None:  # fmt: skip
+    from alliance.research.meta import MetaInputError, analysis_table, rma, trimfill
+
     try:
         table, measure = analysis_table(frame, mod_cols)
         if cluster is not None:

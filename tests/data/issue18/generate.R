@@ -84,4 +84,25 @@ a_keyed <- psych::alpha(items, keys = colnames(items)[rev_items])$total$raw_alph
 a_raw <- psych::alpha(items, check.keys = FALSE, warnings = FALSE)$total$raw_alpha
 out$haq2_alpha <- list(keyed = a_keyed, raw = a_raw)
 
+# 6. Where metafor warns: a variance ratio of 1e7 or more, and EE with Knapp-Hartung
+#    (recorded as 1 when metafor warned); and leave1out at k = 2, whose refits have one
+#    study each (metafor fits those as EE with a z test).
+warned <- function(expr) {
+  w <- FALSE
+  withCallingHandlers(expr, warning = function(c) { w <<- TRUE; invokeRestart("muffleWarning") })
+  w
+}
+out$warnings <- list(
+  variance_ratio_1e7 = warned(rma(c(0.1, 0.3, 0.2, 0.5), c(1e-6, 0.02, 0.03, 20))),
+  variance_ratio_below = warned(rma(c(0.1, 0.3, 0.2, 0.5), c(3e-6, 0.02, 0.03, 20))),
+  ee_knha = warned(rma(c(0.1, 0.3, 0.2, 0.5), c(0.01, 0.02, 0.03, 0.02), method = "EE", test = "knha")))
+l1o <- function(l) list(estimate = l$estimate, se = l$se, pval = l$pval, ci_lb = l$ci.lb,
+  ci_ub = l$ci.ub, Q = l$Q, Qp = l$Qp, tau2 = if (is.null(l$tau2)) c(0, 0) else l$tau2,
+  I2 = l$I2, H2 = l$H2)
+for (m in c("REML", "DL", "EE")) for (t in c("z", "knha")) {
+  out[[paste0("leave1out_k2_", m, "_", t)]] <-
+    l1o(leave1out(rma(c(0.1, 0.3), c(0.01, 0.02), method = m, test = t)))
+}
+out$leave1out_k3_knha <- l1o(leave1out(rma(c(0.1, 0.3, 0.3), c(0.01, 0.02, 0.01), test = "knha")))
+
 writeLines(tojson(out), "references.json")

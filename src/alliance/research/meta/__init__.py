@@ -23,7 +23,7 @@ Pure functions on arrays and tables (no file I/O, no printing):
 
 from typing import Any
 
-from alliance.research.meta._validate import MetaInputError
+from alliance.research.meta._validate import MetaInputError, MetaWarning
 from alliance.research.meta.batch import BatchResult, bootstrap, rma_batch
 from alliance.research.meta.bias import (
     RegTest,
@@ -65,6 +65,7 @@ __all__ = [
     "BatchResult",
     "MetaInputError",
     "MetaResult",
+    "MetaWarning",
     "MultilevelResult",
     "RegTest",
     "RobustResult",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,9 +10,23 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
+#: metafor (rma.uni, rma.mv) warns when max(vi) / min(vi) reaches this ratio: beyond it the
+#: weights span more than the digits the fit can resolve reliably.
+VARIANCE_RATIO_LIMIT = 1e7
+
 
 class MetaInputError(ValueError):
     """Input that a meta-analysis cannot use; the message names the row and the rule."""
+
+
+class MetaWarning(UserWarning):
+    """A fit that runs but whose result needs care (where metafor warns, so do we)."""
+
+
+def warn(message: str, depth: int = 1) -> None:
+    """Issue a :class:`MetaWarning` pointing at the user's call (``depth`` frames above
+    the function that warns), not at this module."""
+    warnings.warn(message, MetaWarning, stacklevel=2 + depth)
 
 
 def row_label(i: int, slab: Sequence[str] | None) -> str:
@@ -64,4 +79,11 @@ def check_effects(
             + (f" ({row_label(0, slab)})" if y.size == 1 else "")
         )
     check_positive(v, "vi", slab)
+    ratio = float(v.max() / v.min())
+    if ratio >= VARIANCE_RATIO_LIMIT:
+        warn(
+            f"vi: the largest sampling variance is {ratio:.3g} times the smallest; with weights "
+            "this unequal the estimates may be numerically unstable",
+            depth=2,
+        )
     return y, v

@@ -9,6 +9,7 @@ leave-one-out and influence diagnostics of Viechtbauer and Cheung (2010)
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from alliance.research.meta import _engine as eng
-from alliance.research.meta._validate import FloatArray, MetaInputError, as_vector
+from alliance.research.meta._validate import FloatArray, MetaInputError, MetaWarning, as_vector
 from alliance.research.meta.models import MetaResult, rma
 
 PREDICTORS = ("sei", "vi", "ninv", "sqrtninv")
@@ -67,7 +68,11 @@ def regtest(
     if model == "rma":
         fit = rma(res.yi, res.vi, mods=x, method=res.method, test=res.test, level=res.level)
     elif model == "lm":
-        fit = rma(res.yi, res.vi, mods=x, method="EE", test="knha", level=res.level)
+        # Classic Egger: weighted least squares with a free residual scale, which is what
+        # EE with Knapp-Hartung computes; rma's warning is meant for users who choose it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetaWarning)
+            fit = rma(res.yi, res.vi, mods=x, method="EE", test="knha", level=res.level)
     else:
         raise MetaInputError(f"model {model!r} must be 'rma' or 'lm'")
     return RegTest(
@@ -191,22 +196,34 @@ class _Deleted:
 
 
 def _deletion_fits(res: MetaResult) -> _Deleted:
-    """All k leave-one-out refits at once (a batch of k masks)."""
+    """All k leave-one-out refits at once (a batch of k masks).
+
+    A refit left with as many studies as coefficients (k = 2 for a pooled effect) has no
+    heterogeneity to estimate: as metafor does, it is an equal-effects fit with Q = 0,
+    tau^2 = 0, I^2 = 0 and H^2 = 1, and the variance is not Knapp-Hartung scaled.
+    """
     k = res.k
     masks = 1.0 - np.eye(k)
     batch = eng.make_batch(np.tile(res.yi, (k, 1)), np.tile(res.vi, (k, 1)), res.X, masks)
-    tau2 = eng.estimate_tau2(batch, res.method).tau2
-    mo = eng.wls(batch, eng.weights(batch, tau2))
     dfree = batch.k - batch.p
-    s2w = mo.ypy / dfree if res.test == "knha" else np.ones(k)
+    exact = dfree < 1
+    tau2 = np.zeros(k)
+    if not exact.all():
+        tau2[~exact] = eng.estimate_tau2(batch.subset(~exact), res.method).tau2
+    mo = eng.wls(batch, eng.weights(batch, tau2))
     fe = eng.wls(batch, batch.m / batch.v)
     qe = fe.ypy
+    free = np.maximum(dfree, 1)  # the exact fits take the fixed values below
+    s2w = mo.ypy / free if res.test == "knha" else np.ones(k)
     if res.method == "EE":
-        i2 = np.maximum(0.0, 100 * (qe - dfree) / qe)
-        h2 = qe / dfree
+        with np.errstate(divide="ignore", invalid="ignore"):
+            i2 = np.where(qe > 0, np.maximum(0.0, 100 * (qe - dfree) / qe), 0.0)
+        h2 = qe / free
     else:
-        vt = dfree / eng.traces(batch, fe)[0]
+        tr_p = eng.traces(batch, fe)[0]
+        vt = free / np.where(exact, 1.0, tr_p)  # tr(P) = 0 with one study
         i2, h2 = 100 * tau2 / (vt + tau2), (vt + tau2) / vt
+    s2w, i2, h2 = np.where(exact, 1.0, s2w), np.where(exact, 0.0, i2), np.where(exact, 1.0, h2)
     return _Deleted(tau2, mo.beta, mo.ainv * s2w[:, None, None], s2w, qe, i2, h2)
 
 
@@ -229,15 +246,18 @@ def leave1out(res: MetaResult) -> pd.DataFrame:
     d = _deletion_fits(res)
     est = d.beta[:, 0]
     se = np.sqrt(d.vb[:, 0, 0])
-    df = None if res.df is None else np.full(res.k, res.k - 2.0)
-    stat = est / se
+    # At k = 2 each refit holds one study: a z test, as metafor does (see _deletion_fits).
+    df = None if res.df is None or res.k == 2 else np.full(res.k, res.k - 2.0)
+    with np.errstate(divide="ignore"):  # se = 0 when the studies left agree (knha): inf
+        stat = est / se
     pval = 2 * (stats.norm.sf(np.abs(stat)) if df is None else stats.t.sf(np.abs(stat), df))
     crit = _crit(res, df)
+    q_p = stats.chi2.sf(d.qe, res.k - 2) if res.k > 2 else np.ones(res.k)
     return pd.DataFrame(
         {
             "study": list(res.slab), "estimate": est, "se": se, "stat": stat, "pval": pval,
             "ci_lower": est - crit * se, "ci_upper": est + crit * se, "q": d.qe,
-            "q_p": stats.chi2.sf(d.qe, res.k - 2), "tau2": d.tau2, "i2": d.i2, "h2": d.h2,
+            "q_p": q_p, "tau2": d.tau2, "i2": d.i2, "h2": d.h2,
         }
     )  # fmt: skip
 

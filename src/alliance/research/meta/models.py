@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from alliance.research.meta import _engine as eng
 from alliance.research.meta._design import design_matrix
 from alliance.research.meta._dist import chi2_isf, chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
-from alliance.research.meta._validate import FloatArray, MetaInputError, check_effects
+from alliance.research.meta._validate import FloatArray, MetaInputError, check_effects, warn
 
 #: Accepted ``method`` values (EE, FE and CE all mean the equal/common-effect model).
 METHODS = ("EE", "FE", "CE", "DL", "HE", "HS", "SJ", "ML", "REML", "PM", "EB")
@@ -350,6 +350,11 @@ def rma(
     (0.3492, 'REML', 5)
     """
     method, test = _normalise(method, test)
+    if method in _FIXED and test == "knha":
+        # As metafor warns: the adjustment scales the variance by the residual
+        # heterogeneity, which an equal-effects model assumes away.
+        warn("test='knha' with an equal-effects model: the Knapp-Hartung adjustment is meant "
+             "for random-effects and mixed-effects models")  # fmt: skip
     labels = None if slab is None else [str(s) for s in slab]
     y, v = check_effects(yi, vi, labels)
     X, names = design_matrix(mods, y.size, intercept, labels)
