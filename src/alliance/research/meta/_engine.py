@@ -187,16 +187,13 @@ def _traces_1(w: FloatArray, sw: FloatArray | None = None) -> tuple[FloatArray, 
     return np.asarray(tr_p, dtype=np.float64), np.asarray(tr_pp, dtype=np.float64)
 
 
-def _stable_general(batch: Batch, w: FloatArray) -> tuple[FloatArray, FloatArray] | None:
-    """``tr(P)``, ``tr(PP)`` of one meta-regression without cancellation, else None.
+def _stable_general(batch: Batch, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``tr(P)``, ``tr(PP)`` of one meta-regression without cancellation, O(k^2).
 
     With ``D = diag(sqrt(w))`` and a complete QR of ``D X`` whose last k - p
     columns ``Q2`` span the residual space, ``P = A A'`` with ``A = D Q2``; so
     ``tr(P) = ||A||^2`` and ``tr(PP) = ||A'A||^2``: sums of squares.
     """
-    k = batch.y.shape[1]
-    if batch.y.shape[0] != 1 or batch.intercept_only or k > 2000:
-        return None
     d = np.sqrt(w[0])
     q, _ = np.linalg.qr(d[:, None] * batch.X[0], mode="complete")
     a = d[:, None] * q[:, batch.p :]
@@ -205,17 +202,23 @@ def _stable_general(batch: Batch, w: FloatArray) -> tuple[FloatArray, FloatArray
 
 
 def traces(batch: Batch, mo: Moments) -> tuple[FloatArray, FloatArray]:
-    """``tr(P)`` and ``tr(PP)``, computed together (the REML score needs both)."""
-    stable = _stable_general(batch, mo.w)
-    if stable is not None:
-        return stable
+    """``tr(P)`` and ``tr(PP)``, computed together (the REML score needs both).
+
+    The O(k p^2) forms subtract p x p terms from sums over studies; where that loses more
+    than ~6 digits (weights spanning many orders of magnitude) a single fit of up to 2000
+    studies is recomputed without cancellation (:func:`_stable_general`).
+    """
     if batch.intercept_only:
         return _traces_1(mo.w)
+    sw, sw2 = mo.w.sum(axis=1), (mo.w**2).sum(axis=1)
     c2 = mo.ainv @ _xtdx(batch, mo.w**2)
     c3 = mo.ainv @ _xtdx(batch, mo.w**3)
     cc = np.einsum("bij,bji->b", c2, c2)
-    tr_p = mo.w.sum(axis=1) - _trace(c2)
-    tr_pp = (mo.w**2).sum(axis=1) - 2.0 * _trace(c3) + cc
+    tr_p = sw - _trace(c2)
+    tr_pp = sw2 - 2.0 * _trace(c3) + cc
+    lossy = (tr_p <= 1e-6 * sw) | (tr_pp <= 1e-6 * sw2)
+    if lossy.any() and batch.y.shape[0] == 1 and batch.y.shape[1] <= 2000:
+        return _stable_general(batch, mo.w)
     return np.asarray(tr_p, dtype=np.float64), np.asarray(tr_pp, dtype=np.float64)
 
 

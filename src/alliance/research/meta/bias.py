@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from alliance.research.meta import _engine as eng
+from alliance.research.meta._engine import BoolArray
 from alliance.research.meta._validate import FloatArray, MetaInputError, MetaWarning, as_vector
 from alliance.research.meta.models import MetaResult, rma
 
@@ -195,26 +196,38 @@ class _Deleted:
     h2: FloatArray
 
 
+def _estimable_without(X: FloatArray) -> BoolArray:
+    """Rows whose deletion leaves the design of full column rank.
+
+    A row carries rank on its own exactly when its leverage in ``X`` is 1 (a moderator
+    level held by one study); metafor reports such a study's deletion diagnostics as NA.
+    """
+    q, _ = np.linalg.qr(X)
+    return np.asarray((q * q).sum(axis=1) < 1.0 - 1e-8)
+
+
 def _deletion_fits(res: MetaResult) -> _Deleted:
-    """All k leave-one-out refits at once (a batch of k masks).
+    """All k leave-one-out refits at once (a batch of masks); NaN where the refit is not
+    estimable (see :func:`_estimable_without`).
 
     A refit left with as many studies as coefficients (k = 2 for a pooled effect) has no
     heterogeneity to estimate: as metafor does, it is an equal-effects fit with Q = 0,
     tau^2 = 0, I^2 = 0 and H^2 = 1, and the variance is not Knapp-Hartung scaled.
     """
-    k = res.k
-    masks = 1.0 - np.eye(k)
-    batch = eng.make_batch(np.tile(res.yi, (k, 1)), np.tile(res.vi, (k, 1)), res.X, masks)
+    keep = _estimable_without(res.X)
+    n = int(keep.sum())
+    masks = 1.0 - np.eye(res.k)[keep]
+    batch = eng.make_batch(np.tile(res.yi, (n, 1)), np.tile(res.vi, (n, 1)), res.X, masks)
     dfree = batch.k - batch.p
     exact = dfree < 1
-    tau2 = np.zeros(k)
+    tau2 = np.zeros(n)
     if not exact.all():
         tau2[~exact] = eng.estimate_tau2(batch.subset(~exact), res.method).tau2
     mo = eng.wls(batch, eng.weights(batch, tau2))
     fe = eng.wls(batch, batch.m / batch.v)
     qe = fe.ypy
     free = np.maximum(dfree, 1)  # the exact fits take the fixed values below
-    s2w = mo.ypy / free if res.test == "knha" else np.ones(k)
+    s2w = mo.ypy / free if res.test == "knha" else np.ones(n)
     if res.method == "EE":
         with np.errstate(divide="ignore", invalid="ignore"):
             i2 = np.where(qe > 0, np.maximum(0.0, 100 * (qe - dfree) / qe), 0.0)
@@ -224,7 +237,15 @@ def _deletion_fits(res: MetaResult) -> _Deleted:
         vt = free / np.where(exact, 1.0, tr_p)  # tr(P) = 0 with one study
         i2, h2 = 100 * tau2 / (vt + tau2), (vt + tau2) / vt
     s2w, i2, h2 = np.where(exact, 1.0, s2w), np.where(exact, 0.0, i2), np.where(exact, 1.0, h2)
-    return _Deleted(tau2, mo.beta, mo.ainv * s2w[:, None, None], s2w, qe, i2, h2)
+    fits = (tau2, mo.beta, mo.ainv * s2w[:, None, None], s2w, qe, i2, h2)
+    return _Deleted(*(_scatter(a, keep) for a in fits))
+
+
+def _scatter(a: FloatArray, keep: BoolArray) -> FloatArray:
+    """Rows of ``a`` placed at the ``keep`` positions of a NaN array of len(keep) rows."""
+    out = np.full((keep.size, *a.shape[1:]), np.nan)
+    out[keep] = a
+    return out
 
 
 def _crit(res: MetaResult, df: FloatArray | None) -> FloatArray:
@@ -282,12 +303,13 @@ def influence(res: MetaResult) -> pd.DataFrame:
     vdelpred = np.einsum("ij,ijk,ik->i", X, d.vb, X)
     dffits = (pred - delpred) / np.sqrt(d.s2w * hat * (d.tau2 + res.vi))
     dfb = res.beta[None, :] - d.beta
-    wdel = 1 / (res.vi[None, :] + d.tau2[:, None])
+    ok = np.isfinite(d.tau2)  # NaN rows: deletion leaves the model inestimable
+    wdel = 1 / (res.vi[None, :] + d.tau2[ok, None])
     vb_del = np.linalg.inv(np.einsum("ki,bk,kj->bij", X, wdel, X))
-    dfbs = dfb / np.sqrt(d.s2w[:, None] * np.einsum("bii->bi", vb_del))
+    dfbs = dfb / np.sqrt(d.s2w[:, None] * _scatter(np.einsum("bii->bi", vb_del), ok))
     svb = np.linalg.inv(res.vb)
     cook = np.einsum("bi,ij,bj->b", dfb, svb, dfb)
-    cov_r = np.linalg.det(d.vb) / np.linalg.det(res.vb)
+    cov_r = _scatter(np.linalg.det(d.vb[ok]), ok) / np.linalg.det(res.vb)
     resid = res.yi - delpred
     rstudent = resid / np.sqrt(res.vi * d.s2w + vdelpred + d.tau2 * d.s2w)
     out = pd.DataFrame(

@@ -269,10 +269,47 @@ def _loglik(batch: eng.Batch, mo: eng.Moments, tau2: float) -> tuple[float, floa
     return float(ll_ml), float(ll_reml)
 
 
-def _proj(X: FloatArray, w: FloatArray) -> FloatArray:
-    """Dense ``P = W - W X (X'WX)^-1 X' W`` (single fits only)."""
-    wx = X * w[:, None]
-    return np.asarray(np.diag(w) - wx @ np.linalg.solve(X.T @ wx, wx.T), dtype=np.float64)
+def _p_traces(X: FloatArray, w: FloatArray, v: FloatArray) -> dict[str, float]:
+    """Traces of ``P = W - W X (X'WX)^-1 X' W`` with ``V = diag(v)``: tr(P), tr(PP), tr(PV),
+    tr(PVPV) and tr(VPP), which metafor's tau^2 standard errors use.
+
+    With ``M(d) = (X'WX)^-1 X' diag(d) X`` each is a sum over studies minus p x p terms,
+    O(k p^2), no k x k matrix (metafor builds P densely: 755 MB at k = 6000). When a
+    subtraction would lose more than ~6 of the 16 digits (weights spanning many orders
+    of magnitude), the traces are recomputed as sums of squares from a complete QR
+    (``P = A A'``, ``A = D Q2``) where k allows it.
+    """
+    c = np.linalg.inv(X.T @ (X * w[:, None]))
+
+    def m(d: FloatArray) -> FloatArray:
+        return np.asarray(c @ (X.T @ (X * d[:, None])), dtype=np.float64)
+
+    m2, m2v = m(w**2), m(w**2 * v)
+    parts = {  # name: (leading sum, correction)
+        "p": ((w).sum(), np.trace(m2)),
+        "pp": ((w**2).sum(), 2 * np.trace(m(w**3)) - np.sum(m2 * m2.T)),
+        "pv": ((w * v).sum(), np.trace(m2v)),
+        "pvpv": ((w * w * v * v).sum(), 2 * np.trace(m(w**3 * v * v)) - np.sum(m2v * m2v.T)),
+        "vpp": ((v * w * w).sum(), 2 * np.trace(m(w**3 * v)) - np.sum(m2 * m2v.T)),
+    }
+    out = {name: float(lead - corr) for name, (lead, corr) in parts.items()}
+    lossy = any(out[n] <= 1e-6 * lead for n, (lead, _) in parts.items())
+    if lossy and len(w) <= 2000:
+        return _p_traces_qr(X, w, v)
+    return out
+
+
+def _p_traces_qr(X: FloatArray, w: FloatArray, v: FloatArray) -> dict[str, float]:
+    """:func:`_p_traces` without cancellation: every trace a sum of squares, O(k^2)."""
+    d = np.sqrt(w)
+    q, _ = np.linalg.qr(d[:, None] * X, mode="complete")
+    a = d[:, None] * q[:, X.shape[1] :]
+    ata, atva = a.T @ a, a.T @ (a * v[:, None])
+    return {
+        "p": float(np.sum(a * a)), "pp": float(np.sum(ata * ata)),
+        "pv": float(np.sum(v[:, None] * a * a)), "pvpv": float(np.sum(atva * atva)),
+        "vpp": float(np.sum(atva * ata)),
+    }  # fmt: skip
 
 
 def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str, tau2: float) -> float | None:
@@ -287,23 +324,18 @@ def _se_tau2(batch: eng.Batch, mo: eng.Moments, method: str, tau2: float) -> flo
     if method in ("PM", "EB"):
         return math.sqrt(2 * k**2 / (k - p) / float(w.sum()) ** 2)
     if method in ("DL", "HS"):
-        P = _proj(X, 1 / v)
-        tr_p = float(np.trace(P))
-        var = 2 * (k - p) + 4 * t * tr_p + 2 * t**2 * float(np.sum(P * P))
+        fe = _p_traces(X, 1 / v, v)
+        tr_p = fe["p"]
+        var = 2 * (k - p) + 4 * t * tr_p + 2 * t**2 * fe["pp"]
         return math.sqrt(var) / (tr_p if method == "DL" else float((1 / v).sum()))
     if method == "HE":
-        pv = (np.eye(k) - X @ np.linalg.solve(X.T @ X, X.T)) * v[None, :]
-        var = 2 * float(np.sum(pv * pv.T)) + 4 * t * float(np.trace(pv)) + 2 * t**2 * (k - p)
+        ols = _p_traces(X, np.ones(k), v)  # P = I - H
+        var = 2 * ols["pvpv"] + 4 * t * ols["pv"] + 2 * t**2 * (k - p)
         return math.sqrt(var) / (k - p)
     if method == "SJ":
         t0 = float(eng.sj_start(batch)[0])
-        P = _proj(X, 1 / (v + t0))
-        pv = P * v[None, :]
-        var = (
-            2 * float(np.sum(pv * pv.T))
-            + 4 * t * float(np.sum(pv * P))
-            + 2 * t**2 * float(np.sum(P * P))
-        )
+        sj = _p_traces(X, 1 / (v + t0), v)
+        var = 2 * sj["pvpv"] + 4 * t * sj["vpp"] + 2 * t**2 * sj["pp"]
         return t0 / (k - p) * math.sqrt(var)
     return None
 
