@@ -113,8 +113,8 @@ def test_three_level_cluster_option() -> None:
             "row 2 (study 'B'): correlation r must lie strictly",
         ),
         ("yi,vi\n0.3,0.1\n", "at least 2 studies"),
-        ("yi,vi\n0.3,0.1\n0.2,\n0.1,0.2\n", "vi: row 2 is missing"),
-        ("yi,vi\n0.3,0.1\n0.2,-1\n", "row 2: yi must be finite and vi > 0"),
+        ("yi,vi\n0.3,0.1\n0.2,\n0.1,0.2\n", "vi: missing in row 2"),
+        ("yi,vi\n0.3,0.1\n0.2,-1\n", "yi must be finite and vi > 0; row 2"),
     ],
 )
 def test_bad_input_exit_2_names_row(tmp_path: Path, content: str, message: str) -> None:

@@ -78,7 +78,7 @@ def test_cohens_d_uncorrected() -> None:
             lambda: fisher_z([0.3, 0.2], [3, 60], slab=["A", "B"]),
             r"row 1 \(study 'A'\): sample size",
         ),
-        (lambda: fisher_z([0.3, None], [50, 60]), r"r: row 2 is missing"),
+        (lambda: fisher_z([0.3, None], [50, 60]), r"r: missing or not finite in row 2"),
         (lambda: smd([1], [0], [10], [1], [1], [10]), r"standard deviations must be > 0"),
         (lambda: log_risk_ratio([-1], [5], [2], [5]), r"cell counts must be >= 0"),
         (lambda: log_ratio_of_means([1], [1], [10], [-1], [1], [10]), r"positive means"),

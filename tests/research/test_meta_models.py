@@ -260,7 +260,7 @@ def test_fixed_tau2_and_summary_text() -> None:
     [
         ({"yi": [0.1], "vi": [0.01]}, "at least 2 studies"),
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.0]}, "row 2"),
-        ({"yi": [0.1, np.nan], "vi": [0.01, 0.02]}, "yi: row 2 is missing"),
+        ({"yi": [0.1, np.nan], "vi": [0.01, 0.02]}, "yi: missing or not finite in row 2"),
         ({"yi": [0.1, 0.2, 0.3], "vi": [0.01, 0.02, 0.03], "method": "XX"}, "method 'XX'"),
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "mods": [1.0, 2.0]}, "k - p < 1"),
         ({"yi": [0.1, 0.2], "vi": [0.01, 0.02], "slab": ["A", "B"], "tau2": -1.0}, "tau2"),

@@ -112,7 +112,7 @@ def test_cluster_robust_assink() -> None:
 
 
 def test_multilevel_input_errors() -> None:
-    with pytest.raises(MetaInputError, match="cluster: row 2 is missing"):
+    with pytest.raises(MetaInputError, match="cluster: missing in row 2"):
         rma_mv([0.1, 0.2, 0.3, 0.4], [0.01] * 4, [1, None, 2, 2])
     with pytest.raises(MetaInputError, match="REML or ML"):
         rma_mv([0.1, 0.2, 0.3, 0.4], [0.01] * 4, [1, 1, 2, 2], method="DL")

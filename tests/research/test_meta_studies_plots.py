@@ -9,6 +9,7 @@ from metafor_refs import DATA, EXTRA, TIGHT
 
 from alliance.research.meta import (
     MetaInputError,
+    MetaWarning,
     analysis_table,
     bootstrap,
     chart_bytes,
@@ -70,10 +71,10 @@ def test_study_table_on_molloy_reproduces_metafor() -> None:
         ),
         (
             lambda f: f.assign(ni=f["ni"].astype(object).where(f.index != 4, "many")),
-            r"ni: row 5 .* is not a number",
+            r"ni: not a number in row 5 .*",
         ),
-        (lambda f: f.assign(ri=f["ri"].where(f.index != 5, np.nan)), r"ri: row 6 .* is missing"),
-        (lambda f: f.assign(rater="nurse"), r"rater: row 1 .* has 'nurse'"),
+        (lambda f: f.assign(ri=f["ri"].where(f.index != 5, np.nan)), r"ri: missing in row 6 .*"),
+        (lambda f: f.assign(rater="nurse"), r"rater: not a rater in row 1 .* = 'nurse', row 2"),
         (lambda f: f.drop(columns=["meanage"]), r"moderator column 'meanage' is not in the table"),
     ],
 )
@@ -88,7 +89,8 @@ def test_study_table_errors_name_the_row(change: object, message: str) -> None:
 def test_analysis_table_accepts_yi_vi_or_r_n() -> None:
     t, measure = analysis_table(pd.read_csv(DATA / "dat.bcg.escalc_RR.csv"), ["ablat"])
     assert measure == "GEN" and t.columns.tolist() == ["study", "yi", "vi", "ablat"]
-    t, measure = analysis_table(MOLLOY.rename(columns={"ri": "r", "ni": "n"}))
+    with pytest.warns(MetaWarning, match="'Axelsson et al.' label several rows"):
+        t, measure = analysis_table(MOLLOY.rename(columns={"ri": "r", "ni": "n"}))
     assert measure == "ZCOR" and len(t) == 16
     with pytest.raises(MetaInputError, match="needs columns yi and vi, or r and n"):
         analysis_table(pd.DataFrame({"a": [1]}))
@@ -134,9 +136,10 @@ def test_forest_and_funnel_specs_and_files() -> None:
     table = _molloy_table()
     res = rma(table["yi"], table["vi"], measure="ZCOR", slab=table["study"])
     data = forest_data(res)
-    assert data["row"].iloc[-1] == "RE model" and len(data) == res.k + 1
+    assert data["row"].iloc[-2:].tolist() == ["RE model", "95% prediction interval"]
+    assert len(data) == res.k + 2
     # forest rows are on the r scale for correlations: the pooled row is tanh(estimate)
-    assert data["est"].iloc[-1] == pytest.approx(np.tanh(res.estimate))
+    assert data["est"].iloc[-2] == pytest.approx(np.tanh(res.estimate))
     spec = forest_chart(res).to_dict()
     assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
     tf = trimfill(res)

@@ -136,7 +136,9 @@ def meta_command(
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
-    level: Annotated[float, typer.Option("--level", help="Confidence level in percent.")] = 95.0,
+    level: Annotated[
+        float, typer.Option("--level", help="Confidence level: in percent (95) or as 0.95.")
+    ] = 95.0,
     bias: Annotated[
         bool, typer.Option("--bias", help="Add Egger's test, the rank test and trim-and-fill.")
     ] = False,
@@ -154,12 +156,15 @@ def meta_command(
     ] = None,
 ) -> None:
     """Random-effects meta-analysis (metafor's rma) of a table of studies."""
-    from alliance.research.meta import MetaWarning
+    from alliance.research.meta import MetaInputError, MetaWarning
+    from alliance.research.meta._validate import confidence_level
 
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
-    if not 0 < level < 100:
-        fail(f"--level must be between 0 and 100, not {level}")
+    try:
+        level = confidence_level(level)
+    except MetaInputError as exc:
+        fail(f"--{exc}")
     mod_cols = [m.strip() for m in (mods or "").split(",") if m.strip()]
     frame = read_input(file)
     with relay_warnings(MetaWarning):
@@ -173,14 +178,13 @@ def _meta(
     from alliance.research.meta import MetaInputError, analysis_table, rma, trimfill
 
     try:
-        table, measure = analysis_table(frame, mod_cols)
+        if cluster is not None and cluster not in frame.columns:
+            fail(f"--cluster: column {cluster!r} is not in the table")
+        table, measure = analysis_table(frame, mod_cols, cluster)
         if cluster is not None:
-            if cluster not in frame.columns:
-                fail(f"--cluster: column {cluster!r} is not in the table")
             if test != "z":
                 fail("--cluster fits the three-level model with z tests and reports CR2 "
                      "robust t tests; drop --test")  # fmt: skip
-            table[cluster] = frame[cluster].to_numpy()
             out = _three_level(table, cluster, method, mod_cols, level)
             typer.echo(json.dumps(_clean(out), indent=2) if fmt == "json" else _mv_text(out))
             return

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from alliance.research.meta._validate import FloatArray, MetaInputError, row_label
+from alliance.research.meta._validate import FloatArray, MetaInputError, bad_rows
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -22,8 +22,7 @@ def _columns(mods: pd.DataFrame, slab: Sequence[str] | None) -> tuple[list[Float
         s = mods[name]
         miss = s.isna().to_numpy()
         if miss.any():
-            i = int(np.flatnonzero(miss)[0])
-            raise MetaInputError(f"moderator {name!r}: {row_label(i, slab)} is missing")
+            raise MetaInputError(f"moderator {name!r}: missing in {bad_rows(miss, slab)}")
         if _is_categorical(s):
             levels = sorted(s.astype(str).unique())
             for lev in levels[1:]:  # first level (alphabetical, as R) is the reference
@@ -33,8 +32,7 @@ def _columns(mods: pd.DataFrame, slab: Sequence[str] | None) -> tuple[list[Float
             a = s.to_numpy(dtype=np.float64)
             bad = ~np.isfinite(a)
             if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise MetaInputError(f"moderator {name!r}: {row_label(i, slab)} is not finite")
+                raise MetaInputError(f"moderator {name!r}: not finite in {bad_rows(bad, slab)}")
             cols.append(a)
             names.append(str(name))
     return cols, names

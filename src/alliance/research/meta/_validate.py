@@ -37,6 +37,24 @@ def row_label(i: int, slab: Sequence[str] | None) -> str:
     return name
 
 
+def bad_rows(
+    bad: NDArray[np.bool_], slab: Sequence[str] | None, values: Sequence[object] | None = None
+) -> str:
+    """Every flagged row, named as :func:`row_label` does (with its value when given), the
+    first ten in full: ``row 2 (study 'B') = -1, row 5 = 0``.
+
+    >>> bad_rows(np.array([False, True, True]), None, [0.1, -1, 0])
+    'row 2 = -1, row 3 = 0'
+    """
+    rows = np.flatnonzero(bad)
+    named = [
+        row_label(int(i), slab) + ("" if values is None else f" = {values[int(i)]!r}")
+        for i in rows[:10]
+    ]
+    more = f" and {rows.size - 10} more" if rows.size > 10 else ""
+    return ", ".join(named) + more
+
+
 def as_vector(x: ArrayLike, name: str, slab: Sequence[str] | None = None) -> FloatArray:
     """A 1-D float vector; missing or non-finite values raise, naming the row."""
     try:
@@ -45,8 +63,7 @@ def as_vector(x: ArrayLike, name: str, slab: Sequence[str] | None = None) -> Flo
         raise MetaInputError(f"{name}: values must be numeric ({exc})") from None
     bad = ~np.isfinite(a)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MetaInputError(f"{name}: {row_label(i, slab)} is missing or not finite")
+        raise MetaInputError(f"{name}: missing or not finite in {bad_rows(bad, slab)}")
     return a
 
 
@@ -54,10 +71,34 @@ def check_positive(a: FloatArray, name: str, slab: Sequence[str] | None) -> None
     """Raise unless every value is > 0."""
     bad = a <= 0
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        values = [float(x) for x in a]
         raise MetaInputError(
-            f"{name}: {row_label(i, slab)} has {name} = {a[i]:g}; sampling variances must be > 0"
+            f"{name}: sampling variances must be > 0; {bad_rows(bad, slab, values)}"
         )
+
+
+def confidence_level(level: float) -> float:
+    """A confidence level in percent, given in percent (95) or as a proportion (0.95).
+
+    As metafor reads ``level``: values from 1 up to 100 are percent, values between 0.5
+    and 1 a proportion. Values of 0.5 or less are refused here (metafor reads them as
+    alpha, which a reader of the call cannot tell from a mistake).
+
+    >>> confidence_level(0.95), confidence_level(90)
+    (95.0, 90.0)
+    """
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise MetaInputError(f"level: {level!r} is not a number") from None
+    if 0.5 < value < 1:
+        return round(value * 100, 10)
+    if 1 <= value < 100:
+        return value
+    raise MetaInputError(
+        f"level: {level!r} is not a confidence level; give it in percent (95) or as a "
+        "proportion (0.95)"
+    )
 
 
 def check_effects(

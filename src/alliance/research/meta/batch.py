@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from alliance.research.meta import _engine as eng
 from alliance.research.meta._dist import norm_isf, t_isf
-from alliance.research.meta._validate import FloatArray, MetaInputError
+from alliance.research.meta._validate import FloatArray, MetaInputError, confidence_level
 from alliance.research.meta.models import METHODS, TESTS, MetaResult
 
 BoolArray = eng.BoolArray
@@ -38,7 +38,7 @@ class BatchResult:
 
     def percentile_ci(self, level: float = 95.0) -> tuple[float, float]:
         """Percentile interval of the estimates (for bootstrap batches)."""
-        a = (100 - level) / 2
+        a = (100 - confidence_level(level)) / 2
         lo, hi = np.percentile(self.estimate, [a, 100 - a])
         return float(lo), float(hi)
 
@@ -65,6 +65,7 @@ def rma_batch(
     if m not in METHODS or t not in TESTS:
         raise MetaInputError(f"method must be one of {METHODS} and test one of {TESTS}")
     m = "EE" if m in ("FE", "CE") else m
+    level = confidence_level(level)
     y = np.atleast_2d(np.asarray(yi, dtype=np.float64))
     v = np.atleast_2d(np.asarray(vi, dtype=np.float64))
     if y.shape != v.shape:

@@ -14,7 +14,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.special import gammaln
 
-from alliance.research.meta._validate import FloatArray, MetaInputError, as_vector, row_label
+from alliance.research.meta._validate import FloatArray, MetaInputError, as_vector, bad_rows
 
 
 def _frame(yi: FloatArray, vi: FloatArray) -> pd.DataFrame:
@@ -24,8 +24,7 @@ def _frame(yi: FloatArray, vi: FloatArray) -> pd.DataFrame:
 def _require(ok: ArrayLike, msg: str, slab: Sequence[str] | None) -> None:
     bad = ~np.asarray(ok, dtype=bool)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MetaInputError(f"{row_label(i, slab)}: {msg}")
+        raise MetaInputError(f"{bad_rows(bad, slab)}: {msg}")
 
 
 def fisher_z(r: ArrayLike, n: ArrayLike, slab: Sequence[str] | None = None) -> pd.DataFrame:
@@ -36,6 +35,7 @@ def fisher_z(r: ArrayLike, n: ArrayLike, slab: Sequence[str] | None = None) -> p
     """
     ra, na = as_vector(r, "r", slab), as_vector(n, "n", slab)
     _require(np.abs(ra) < 1, "correlation r must lie strictly between -1 and 1", slab)
+    _require(na == np.round(na), "sample size n must be a whole number", slab)
     _require(na > 3, "sample size n must be greater than 3 for Fisher's z", slab)
     return _frame(np.arctanh(ra), 1.0 / (na - 3.0))
 

@@ -15,7 +15,13 @@ from numpy.typing import ArrayLike
 from alliance.research.meta import _engine as eng
 from alliance.research.meta._design import design_matrix
 from alliance.research.meta._dist import chi2_isf, chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
-from alliance.research.meta._validate import FloatArray, MetaInputError, check_effects, warn
+from alliance.research.meta._validate import (
+    FloatArray,
+    MetaInputError,
+    check_effects,
+    confidence_level,
+    warn,
+)
 
 #: Accepted ``method`` values (EE, FE and CE all mean the equal/common-effect model).
 METHODS = ("EE", "FE", "CE", "DL", "HE", "HS", "SJ", "ML", "REML", "PM", "EB")
@@ -109,6 +115,12 @@ class MetaResult:
         """True when the analysis scale is Fisher's z of correlations."""
         return self.measure == "ZCOR"
 
+    @property
+    def is_pooled(self) -> bool:
+        """True for an intercept-only model, whose coefficient is a pooled effect (with
+        moderators the intercept is the effect where every moderator is 0, no pooled r)."""
+        return self.coef_names == ("intrcpt",)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dictionary (analysis scale; r scale added for ZCOR)."""
         return _to_dict(self)
@@ -169,7 +181,7 @@ def _to_dict(res: MetaResult) -> dict[str, Any]:
             for j, name in enumerate(res.coef_names)
         ]
         out.update(qm=_none(res.qm), qm_df=res.qm_df, qm_p=_none(res.qm_p), r2=_none(res.r2))
-    if res.is_correlation:
+    if res.is_correlation and res.is_pooled:
         out.update(
             r=math.tanh(res.estimate),
             r_ci_lower=math.tanh(out["ci_lower"]),
@@ -246,7 +258,7 @@ def tau2_qprofile(
     y, v = check_effects(yi, vi)
     batch = eng.make_batch(y, v, None if X is None else np.asarray(X, dtype=np.float64))
     df = float(batch.k[0] - batch.p)
-    alpha = 1.0 - level / 100.0
+    alpha = 1.0 - confidence_level(level) / 100.0
     targets = np.array([chi2_isf(alpha / 2, df), chi2_isf(1 - alpha / 2, df)])
     both = eng.Batch(
         np.repeat(batch.y, 2, 0), np.repeat(batch.v, 2, 0), np.repeat(batch.X, 2, 0),
@@ -382,6 +394,7 @@ def rma(
     (0.3492, 'REML', 5)
     """
     method, test = _normalise(method, test)
+    level = confidence_level(level)
     if method in _FIXED and test == "knha":
         # As metafor warns: the adjustment scales the variance by the residual
         # heterogeneity, which an equal-effects model assumes away.

@@ -25,7 +25,13 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from alliance.research.meta._design import design_matrix
-from alliance.research.meta._validate import FloatArray, MetaInputError, check_effects, row_label
+from alliance.research.meta._validate import (
+    FloatArray,
+    MetaInputError,
+    bad_rows,
+    check_effects,
+    confidence_level,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +80,7 @@ def _cluster_codes(cluster: ArrayLike, k: int) -> FloatArray:
         raise MetaInputError(f"cluster has {len(s)} values but there are {k} effects")
     miss = s.isna().to_numpy()
     if miss.any():
-        raise MetaInputError(f"cluster: {row_label(int(np.flatnonzero(miss)[0]), None)} is missing")
+        raise MetaInputError(f"cluster: missing in {bad_rows(miss, None)}")
     codes, _ = pd.factorize(s)
     return np.asarray(codes, dtype=np.float64)
 
@@ -199,6 +205,7 @@ def rma_mv(
         raise MetaInputError(f"rma_mv method must be REML or ML; got {method!r}")
     if test not in ("z", "t"):
         raise MetaInputError(f"rma_mv test must be z or t; got {test!r}")
+    level = confidence_level(level)
     y, v = check_effects(yi, vi)
     codes = _cluster_codes(cluster, y.size)
     X, names = design_matrix(mods, y.size)

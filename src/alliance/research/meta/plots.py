@@ -35,6 +35,13 @@ _TRANSFORMS: dict[str, Callable[[ArrayLike], FloatArray]] = {
 }
 
 
+#: Axis titles of the analysis scale (the scale of yi) per measure.
+_ANALYSIS_SCALES = {
+    "ZCOR": "Fisher's z of r", "RR": "Log risk ratio", "OR": "Log odds ratio",
+    "ROM": "Log ratio of means", "SMD": "Standardised mean difference (g)",
+}  # fmt: skip
+
+
 def _transform(res: MetaResult, transform: Transform | None) -> tuple[Transform, str]:
     t: Transform = transform or ("tanh" if res.is_correlation else "none")
     if t not in _TRANSFORMS:
@@ -44,11 +51,12 @@ def _transform(res: MetaResult, transform: Transform | None) -> tuple[Transform,
 
 
 def forest_data(res: MetaResult, transform: Transform | None = None) -> pd.DataFrame:
-    """The rows a forest plot draws: studies, then the pooled estimate.
+    """The rows a forest plot draws: studies, the pooled estimate, then the prediction
+    interval (labelled with its level; on the same scale as the rest).
 
     >>> from alliance.research.meta.models import rma
-    >>> forest_data(rma([0.1, 0.3, 0.2], [0.01, 0.02, 0.01]))["row"].tolist()[-1]
-    'RE model'
+    >>> forest_data(rma([0.1, 0.3, 0.2], [0.01, 0.02, 0.01]))["row"].tolist()[-2:]
+    ['RE model', '95% prediction interval']
     """
     if res.p != 1:
         raise MetaInputError("forest plots are drawn for intercept-only models")
@@ -64,12 +72,16 @@ def forest_data(res: MetaResult, transform: Transform | None = None) -> pd.DataF
     summary = pd.DataFrame({
         "row": [pooled], "kind": ["summary"], "est": [f(res.estimate)],
         "lo": [f(res.ci_lower[0])], "hi": [f(res.ci_upper[0])], "weight": [np.nan],
-        "pi_lo": [np.nan if res.pi_lower is None else f(res.pi_lower)],
-        "pi_hi": [np.nan if res.pi_upper is None else f(res.pi_upper)],
     })  # fmt: skip
     out = pd.concat([studies, summary], ignore_index=True)
     out["label"] = [f"{e:.2f} [{lo:.2f}, {hi:.2f}]" for e, lo, hi in
                     zip(out["est"], out["lo"], out["hi"])]  # fmt: skip
+    if res.pi_lower is not None and res.pi_upper is not None:
+        lo, hi = float(f(res.pi_lower)), float(f(res.pi_upper))
+        pi = pd.DataFrame({"row": [f"{res.level:g}% prediction interval"], "kind": ["pi"],
+                           "est": [np.nan], "lo": [lo], "hi": [hi], "weight": [np.nan],
+                           "label": [f"[{lo:.2f}, {hi:.2f}]"]})  # fmt: skip
+        out = pd.concat([out, pi], ignore_index=True)
     return out
 
 
@@ -109,8 +121,8 @@ def forest_chart(
             x="est:Q", y=y,
             size=alt.Size("weight:Q", legend=None, scale=alt.Scale(range=[20, 250])),
             tooltip=["row:N", "label:N", alt.Tooltip("weight:Q", format=".1f", title="weight %")]),
-        base.transform_filter("datum.kind == 'summary'").mark_rule(strokeDash=[2, 2]).encode(
-            x="pi_lo:Q", x2="pi_hi:Q", y=y),
+        base.transform_filter("datum.kind == 'pi'").mark_rule(strokeDash=[2, 2]).encode(
+            x="lo:Q", x2="hi:Q", y=y),
         base.transform_filter("datum.kind == 'summary'").mark_rule(strokeWidth=6).encode(
             x="lo:Q", x2="hi:Q", y=y),
         base.transform_filter("datum.kind == 'summary'").mark_point(
@@ -128,7 +140,8 @@ def forest_chart(
 def funnel_chart(
     res: MetaResult, filled: TrimFill | None = None, title: str | None = None
 ) -> alt.LayerChart:
-    """Funnel plot: effect against standard error with the pseudo-95% region.
+    """Funnel plot: effect (on the analysis scale, named on the axis) against standard error
+    with the pseudo-95% region.
 
     Studies imputed by trim-and-fill (``filled``) get their own colour and shape,
     with the adjusted estimate as a dashed line.
@@ -153,7 +166,8 @@ def funnel_chart(
             x="yi:Q", y=alt.Y("sei:Q", scale=yscale, title="Standard error"), detail="side:N"),
         alt.Chart(pd.DataFrame({"yi": [est]})).mark_rule(color="black").encode(x="yi:Q"),
         alt.Chart(pts).mark_point(filled=True, size=50).encode(
-            x=alt.X("yi:Q", title="Effect size"), y=alt.Y("sei:Q", scale=yscale),
+            x=alt.X("yi:Q", title=_ANALYSIS_SCALES.get(res.measure, "Effect size")),
+            y=alt.Y("sei:Q", scale=yscale),
             shape=alt.Shape("kind:N", title=None), color=alt.Color("kind:N", title=None),
             tooltip=["study:N", alt.Tooltip("yi:Q", format=".3f"),
                      alt.Tooltip("sei:Q", format=".3f")]),

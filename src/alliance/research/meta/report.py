@@ -65,6 +65,7 @@ def summary_text(res: MetaResult) -> str:
     stat = "zval" if res.df is None else "tval"
     lines.append("")
     wd = max(8, *(len(n) for n in res.coef_names))
+    lines.append(f"Confidence intervals (ci.lb, ci.ub): {res.level:g}%")
     lines.append(f"{'':>{wd}} {'estimate':>10} {'se':>9} {stat:>9} {'pval':>8} "
                  f"{'ci.lb':>9} {'ci.ub':>9}")  # fmt: skip
     for j, name in enumerate(res.coef_names):
@@ -75,7 +76,9 @@ def summary_text(res: MetaResult) -> str:
         )
     if res.pi_lower is not None:
         lines.append(f"Prediction interval: {_fmt(res.pi_lower)} to {_fmt(res.pi_upper)}")
-    if res.is_correlation:
+    if res.is_correlation and not res.is_pooled:
+        lines.append("Coefficients are on Fisher's z scale (no pooled r with moderators).")
+    if res.is_correlation and res.is_pooled:
         lines.append(
             f"Back-transformed to r: {_fmt(math.tanh(res.estimate))} "
             f"[{_fmt(math.tanh(float(res.ci_lower[0])))}, "

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from alliance.research.meta._validate import MetaInputError, row_label
+from alliance.research.meta._validate import MetaInputError, bad_rows, warn
 from alliance.research.meta.effects import fisher_z
 
 #: Column names recognised (case-insensitively) for each role.
@@ -59,17 +59,14 @@ def _check_missing(frame: pd.DataFrame, cols: Sequence[str], slab: Sequence[str]
     for c in cols:
         miss = frame[c].isna().to_numpy()
         if miss.any():
-            raise MetaInputError(f"{c}: {row_label(int(np.flatnonzero(miss)[0]), slab)} is missing")
+            raise MetaInputError(f"{c}: missing in {bad_rows(miss, slab)}")
 
 
 def _numeric(frame: pd.DataFrame, col: str, slab: Sequence[str]) -> pd.Series:
     out = pd.to_numeric(frame[col], errors="coerce")
     bad = out.isna().to_numpy() & frame[col].notna().to_numpy()
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise MetaInputError(
-            f"{col}: {row_label(i, slab)} is not a number ({frame[col].iloc[i]!r})"
-        )
+        raise MetaInputError(f"{col}: not a number in {bad_rows(bad, slab, frame[col].tolist())}")
     return out
 
 
@@ -77,9 +74,9 @@ def _raters(values: pd.Series, slab: Sequence[str]) -> pd.Series:
     norm = values.astype(str).str.strip().str.lower().replace({"client": "patient"})
     bad = ~norm.isin(RATERS).to_numpy()
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
         raise MetaInputError(
-            f"rater: {row_label(i, slab)} has {values.iloc[i]!r}; use one of {', '.join(RATERS)}"
+            f"rater: not a rater in {bad_rows(bad, slab, values.tolist())}; "
+            f"use one of {', '.join(RATERS)}"
         )
     return norm
 
@@ -143,17 +140,45 @@ def _missing_mod(frame: pd.DataFrame, name: str) -> None:
     )
 
 
-def analysis_table(frame: pd.DataFrame, moderators: Sequence[str] = ()) -> tuple[pd.DataFrame, str]:
+def analysis_table(
+    frame: pd.DataFrame, moderators: Sequence[str] = (), cluster: str | None = None
+) -> tuple[pd.DataFrame, str]:
     """A validated ``yi``/``vi`` table from either ``yi, vi`` or ``r, n`` columns.
 
     Returns the table (columns ``study, yi, vi`` and the moderators, plus
-    ``n, r`` for correlations) and the measure: ``"ZCOR"`` for correlation input,
-    ``"GEN"`` otherwise.
+    ``n, r`` for correlations, plus the ``cluster`` column when given) and the
+    measure: ``"ZCOR"`` for correlation input, ``"GEN"`` otherwise. A study label
+    that appears on several rows without a ``cluster`` gets a :class:`MetaWarning`:
+    a two-level model treats those effects as independent.
 
     >>> t, measure = analysis_table(pd.DataFrame({"yi": [0.1, 0.4], "vi": [0.01, 0.02]}))
     >>> measure, t.columns.tolist()
     ('GEN', ['study', 'yi', 'vi'])
     """
+    if cluster is not None and cluster not in frame.columns:
+        raise MetaInputError(f"cluster: column {cluster!r} is not in the table")
+    table, measure = _effects_table(frame, moderators)
+    if cluster is None:
+        _warn_repeated_studies(table["study"])
+    else:
+        _check_missing(frame, [cluster], table["study"].tolist())
+        table[cluster] = frame[cluster].to_numpy()
+    return table, measure
+
+
+def _warn_repeated_studies(study: pd.Series) -> None:
+    repeated = study[study.duplicated(keep=False)]
+    if study.size and not repeated.empty:
+        names = ", ".join(repr(n) for n in dict.fromkeys(repeated.tolist()))
+        warn(
+            f"study: {names} label several rows; they are analysed as independent effects. "
+            "For several effects per study fit the three-level model (--cluster in the "
+            "CLI, rma_mv in Python)",
+            depth=2,
+        )
+
+
+def _effects_table(frame: pd.DataFrame, moderators: Sequence[str]) -> tuple[pd.DataFrame, str]:
     y_col, v_col = find_column(frame, "yi"), find_column(frame, "vi")
     if y_col is not None and v_col is not None:
         slab = _labels(frame, find_column(frame, "study"))
@@ -165,11 +190,8 @@ def analysis_table(frame: pd.DataFrame, moderators: Sequence[str] = ()) -> tuple
                             "vi": _numeric(frame, v_col, slab).to_numpy()})  # fmt: skip
         bad = ~np.isfinite(out["yi"].to_numpy()) | ~(out["vi"].to_numpy() > 0)
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise MetaInputError(
-                f"{row_label(i, slab)}: yi must be finite and vi > 0 "
-                f"(got yi = {out['yi'].iloc[i]}, vi = {out['vi'].iloc[i]})"
-            )
+            pairs = [f"yi {y:g}, vi {v:g}" for y, v in zip(out["yi"], out["vi"])]
+            raise MetaInputError(f"yi must be finite and vi > 0; {bad_rows(bad, slab, pairs)}")
         for m in moderators:
             out[m] = frame[m].to_numpy()
         return out, "GEN"
