@@ -25,7 +25,7 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
-def _run(app: object, host: str, port: int) -> None:
+def _run(app: object, host: str, port: int, **options: object) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -36,6 +36,7 @@ def _run(app: object, host: str, port: int) -> None:
         log_level="warning",
         server_header=False,
         proxy_headers=True,  # trust X-Forwarded-* from a local TLS proxy only
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -52,20 +53,58 @@ def serve_command(
         help="Migrate the database first; --no-migrate (ALLIANCE_MIGRATE=0) only checks "
         "that the schema is the newest (for a role that may not change it).",
     ),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        envvar="ALLIANCE_WORKERS",
+        help="Worker processes; with more than one, this process migrates (or checks) the "
+        "database and creates the secret key once, then starts the workers without migrating.",
+    ),
 ) -> None:
     """Run the clinic web application (migrates the database first)."""
     from alliance.store.migrate import SchemaNotCurrent
-    from alliance.web.app import create_app
+    from alliance.web.security import SecretKeyError
 
     _configure_logging()
     try:
-        app = create_app(database_url, migrate_db=migrate)
-    except SchemaNotCurrent as exc:
+        if workers == 1:
+            from alliance.web.app import create_app
+
+            app = create_app(database_url, migrate_db=migrate)
+            where = app.state.db.engine.url.render_as_string()
+        else:
+            where = _prepare_workers(database_url, migrate)
+    except (SchemaNotCurrent, SecretKeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    where = app.state.db.engine.url.render_as_string()
     typer.echo(f"alliance clinic on http://{host}:{port}/  (database: {where})")
-    _run(app, host, port)
+    if workers == 1:
+        _run(app, host, port)
+    else:
+        typer.echo(f"{workers} worker processes")
+        _run("alliance.web.app:create_app_from_env", host, port, factory=True, workers=workers)
+
+
+def _prepare_workers(database_url: str | None, migrate: bool) -> str:
+    """Once, before the workers start: migrate (or check) the schema and make sure the
+    secret key exists; the workers then start with ``ALLIANCE_MIGRATE=0``."""
+    from alliance.store.db import make_engine
+    from alliance.store.migrate import require_current, upgrade
+    from alliance.web.security import load_secret_key
+
+    engine = make_engine(database_url)
+    try:
+        if migrate:
+            upgrade(engine)
+        else:
+            require_current(engine)
+        where = engine.url.render_as_string()
+        os.environ["ALLIANCE_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
+    finally:
+        engine.dispose()
+    load_secret_key()
+    os.environ["ALLIANCE_MIGRATE"] = "0"
+    return where
 
 
 def demo_command(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -19,10 +19,24 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+# Any fixed 64-bit number: the key of the advisory lock that serialises upgraders.
+UPGRADE_LOCK = 0x616C6C69616E6365  # "alliance"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database schema up to ``revision`` (default: the newest)."""
+    """Bring the database schema up to ``revision`` (default: the newest).
+
+    Safe to run from several processes at once (workers starting together): the upgrade
+    runs under a lock held to its commit, a PostgreSQL transaction-level advisory lock or,
+    on SQLite, an exclusive transaction; a later upgrader waits, then finds the schema
+    current and does nothing.
+    """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(sqlite_begin="EXCLUSIVE")
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 

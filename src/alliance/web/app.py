@@ -8,6 +8,7 @@ locally and ``/healthz``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,15 @@ def create_app(
         return JSONResponse({"status": "ok", "database": db.engine.dialect.name})
 
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app as configured by the environment, for ``uvicorn --factory`` and for each
+    worker of ``alliance serve --workers N``: ``ALLIANCE_DATABASE_URL``,
+    ``ALLIANCE_SECRET_KEY`` (else the key file) and ``ALLIANCE_MIGRATE`` (``0``: only
+    check that the schema is the newest; the parent process has migrated)."""
+    flag = os.environ.get("ALLIANCE_MIGRATE", "1").strip().lower()
+    return create_app(migrate_db=flag not in ("0", "false", "no", "off"))
 
 
 def _warm_up() -> None:

@@ -36,6 +36,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -115,18 +116,62 @@ def burn_verify_time(password: str) -> None:
     verify_password(_DUMMY_HASH, password)
 
 
+MIN_KEY_LENGTH = 32  # a generated key has 64 characters
+
+
+class SecretKeyError(RuntimeError):
+    """The secret key file is unusable (empty, truncated): the clinic refuses to start."""
+
+
 def load_secret_key() -> str:
-    """``ALLIANCE_SECRET_KEY``, else a key kept in ``$ALLIANCE_HOME/secret_key`` (0600)."""
+    """``ALLIANCE_SECRET_KEY``, else a key kept in ``$ALLIANCE_HOME/secret_key`` (0600).
+
+    Safe when several workers start at once on a fresh home: the key is written to a temp
+    file, synced, then hard-linked into place, so the file appears only complete and the
+    first worker's key wins; the others read it. An empty or truncated file is refused
+    (:class:`SecretKeyError`), never used to sign cookies.
+    """
     env = os.environ.get("ALLIANCE_SECRET_KEY")
     if env:
         return env
     path: Path = alliance_home() / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _create_key_file(path)
+    key = path.read_text().strip()
+    if len(key) < MIN_KEY_LENGTH:
+        raise SecretKeyError(
+            f"{path}: the secret key file is empty or shorter than {MIN_KEY_LENGTH}"
+            " characters; remove it to have a new key created (this signs everyone out),"
+            " or set ALLIANCE_SECRET_KEY"
+        )
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    """Create ``path`` with a new key unless another process got there first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # mode 0600
+    try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, path)  # atomic, and never replaces a key already there
+        except FileExistsError:
+            return  # another worker's key won
+        _fsync_dir(path.parent)
+    finally:
+        os.unlink(temp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
