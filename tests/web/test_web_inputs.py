@@ -4,7 +4,7 @@ and 9), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from webclinic import Clinic, Client, csrf_of, full_answers, login, new_link
+from webclinic import Client, Clinic, csrf_of, full_answers, login, new_link
 
 from alliance.store import repo
 from alliance.store.models import Response

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 
 from alliance.store import repo
@@ -23,13 +23,12 @@ from alliance.web import charts, monitoring, reports
 from alliance.web.deps import RefusedPatient, bearer_user, require_role
 from alliance.web.openapi import errors
 from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
+from alliance.web.validation import DB_ID_MAX
 
 # Every route may meet the body-size limit; a bearer route's 401 is documented by
 # alliance.web.openapi.install; each route lists its other refusals (one error model).
 router = APIRouter(prefix="/api/v1", tags=["clinic"], responses=errors(413))
 CLINICAL = ("admin", "supervisor", "therapist")
-# Row ids are PostgreSQL ``integer``s: a larger id names no row and is refused (422).
-DB_ID_MAX = 2**31 - 1
 PatientId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a patient's id")]
 AlertId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="an alert's id")]
 
@@ -137,7 +136,8 @@ class AlertUpdate(BaseModel):
 class Submission(BaseModel):
     """Answers to the session's client forms, keyed by item column (``wai_sr_1`` ...)."""
 
-    answers: dict[str, float | int | str | None]
+    # Strict: JSON ``true`` is not an answer (lax mode would read it as 1).
+    answers: dict[str, StrictInt | StrictFloat | StrictStr | None]
 
 
 class Accepted(BaseModel):

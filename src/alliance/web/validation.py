@@ -1,0 +1,34 @@
+"""The rules for values taken from a request, in one place for pages and API.
+
+Row ids are PostgreSQL ``integer``s: an id outside 1..2**31-1 names no row and is refused
+with 422 (:data:`RowId`) before it reaches the database, where it would fail as a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import HTTPException, Path
+
+# Row ids are PostgreSQL ``integer``s: a larger id names no row and is refused (422).
+DB_ID_MAX = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a row id (1 .. 2**31-1)")]
+
+
+def check_language(requested: str | None, allowed: set[str]) -> str | None:
+    """The requested language if it is one of ``allowed`` (None if not requested); else
+    422 naming ``lang`` and the languages offered.
+
+    >>> check_language("en", {"en", "de"})
+    'en'
+    >>> check_language("xx", {"en"})
+    Traceback (most recent call last):
+    ...
+    fastapi.exceptions.HTTPException: 422: lang: must be one of en (got an unknown language)
+    """
+    if requested is None or requested == "":
+        return None
+    if requested not in allowed:
+        offered = ", ".join(sorted(allowed))
+        raise HTTPException(422, f"lang: must be one of {offered} (got an unknown language)")
+    return requested
