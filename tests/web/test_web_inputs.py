@@ -115,3 +115,42 @@ def test_ids_beyond_the_integer_range_are_422_on_pages(clinic: Clinic) -> None:
         response = t1.get(url)
         assert response.status_code == 422, url
     assert t1.post(f"/sessions/{big}/kiosk").status_code == 422
+
+
+def test_unknown_supervisor_and_huge_interval_are_422_and_change_nothing(clinic: Clinic) -> None:
+    admin = login(clinic.app, "admin")
+    admin.get("/admin")
+    with clinic.db.read() as s:
+        users, patients = len(repo.list_users(s)), len(repo.patients_for(s, _admin(clinic)))
+    for supervisor in ("999999", str(DB_ID_MAX + 1), str(clinic.users["t2"])):
+        response = admin.post(
+            "/admin/users",
+            {
+                "username": "new",
+                "role": "therapist",
+                "password": "long enough pw",
+                "supervisor_id": supervisor,
+            },
+        )
+        assert response.status_code == 422 and "supervisor_id" in response.text, supervisor
+    response = admin.post(
+        "/admin/patients",
+        {
+            "code": "NEW-9",
+            "therapist_id": str(clinic.users["t1"]),
+            "schedule": ["wai_sr:client"],
+            "every": str(10**30),
+        },
+    )
+    assert response.status_code == 422 and "every" in response.text
+    with clinic.db.read() as s:
+        assert len(repo.list_users(s)) == users
+        assert len(repo.patients_for(s, _admin(clinic))) == patients
+
+
+def _admin(clinic: Clinic):  # type: ignore[no-untyped-def]
+    with clinic.db.read() as s:
+        user = repo.get_user(s, clinic.users["admin"])
+        assert user is not None
+        s.expunge(user)
+        return user

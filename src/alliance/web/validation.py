@@ -32,3 +32,25 @@ def check_language(requested: str | None, allowed: set[str]) -> str | None:
         offered = ", ".join(sorted(allowed))
         raise HTTPException(422, f"lang: must be one of {offered} (got an unknown language)")
     return requested
+
+
+# A schedule interval longer than any course of therapy is a typo; 1000 sessions is ample
+# and far inside the ``integer`` column (``every=10**30`` used to fail as a 500).
+EVERY_MAX = 1000
+
+
+def form_row_id(field: str, text: str) -> int | None:
+    """An optional row id typed into a form ("" for none); ValueError naming the field.
+
+    >>> form_row_id("supervisor_id", ""), form_row_id("supervisor_id", "7")
+    (None, 7)
+    >>> form_row_id("supervisor_id", "2147483648")
+    Traceback (most recent call last):
+    ...
+    ValueError: supervisor_id: must be a user's id (a whole number 1 .. 2147483647)
+    """
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= DB_ID_MAX:
+        raise ValueError(f"{field}: must be a user's id (a whole number 1 .. {DB_ID_MAX})")
+    return int(text)
