@@ -154,3 +154,32 @@ def _admin(clinic: Clinic):  # type: ignore[no-untyped-def]
         assert user is not None
         s.expunge(user)
         return user
+
+
+def test_nul_and_lone_surrogates_in_answers_are_422(clinic: Clinic) -> None:
+    client = Client(clinic.app)
+    # raw JSON escapes, as an attacker sends them (a client library would refuse \ud800)
+    for escaped in ("4\\u0000", "\\ud800"):
+        token = new_link(clinic)
+        fields = [f'"{k}": "{v}"' for k, v in full_answers().items() if k != "wai_sr_3"]
+        body = '{"answers": {' + ", ".join([*fields, f'"wai_sr_3": "{escaped}"']) + "}}"
+        response = client.post(
+            f"/api/v1/links/{token}/responses",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, (escaped, response.text)
+        assert response.json()["detail"][0]["field"] == "answers.wai_sr_3"
+        _link_usable(clinic, token)
+    assert _responses(clinic) == 0
+
+
+def test_nul_and_over_long_patient_code_are_422(clinic: Clinic) -> None:
+    admin = login(clinic.app, "admin")
+    admin.get("/admin")
+    for code in ("A\x00B", "X" * 65):
+        response = admin.post(
+            "/admin/patients",
+            {"code": code, "therapist_id": str(clinic.users["t1"]), "schedule": ["wai_sr:client"]},
+        )
+        assert response.status_code == 422 and "code" in response.text, repr(code)

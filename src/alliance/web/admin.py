@@ -13,7 +13,7 @@ from alliance.store import repo
 from alliance.store.models import ROLES, User
 from alliance.web.deps import Ctx, get_ctx
 from alliance.web.security import hash_password
-from alliance.web.validation import EVERY_MAX, form_row_id
+from alliance.web.validation import EVERY_MAX, check_text, form_row_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -132,6 +132,8 @@ def create_patient(
     ctx.check_csrf(csrf_token)
     admin = ctx.require("admin")
     try:
+        check_text("code", code, 64)
+        check_text("language", language, 16)
         specs = parse_schedule(schedule, every)
         with ctx.db.write() as s:
             therapist = _therapist(s, therapist_id)

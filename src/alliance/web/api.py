@@ -23,7 +23,7 @@ from alliance.web import charts, monitoring, reports
 from alliance.web.deps import RefusedPatient, bearer_user, require_role
 from alliance.web.openapi import errors
 from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
-from alliance.web.validation import DB_ID_MAX
+from alliance.web.validation import DB_ID_MAX, text_problem
 
 # Every route may meet the body-size limit; a bearer route's 401 is documented by
 # alliance.web.openapi.install; each route lists its other refusals (one error model).
@@ -334,6 +334,13 @@ async def submit(token: str, body: Submission, request: Request) -> Accepted:
     410 for a used or expired one. 201 means the answers are committed.
     """
     data = {k: "" if v is None else str(v) for k, v in body.answers.items()}
+    refused = [
+        {"field": "answers." + k.encode("utf-8", "backslashreplace").decode(), "rule": rule}
+        for k, v in data.items()
+        if (rule := text_problem(k, 64) or text_problem(v, 64))
+    ]
+    if refused:  # before the writer: such text cannot be stored, nor echoed back
+        raise HTTPException(422, refused)
     writer: SubmissionWriter = request.app.state.writer
     outcome = await writer.submit(token, data, "api")
     if isinstance(outcome, LinkProblem):

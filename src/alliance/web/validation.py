@@ -54,3 +54,31 @@ def form_row_id(field: str, text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= DB_ID_MAX:
         raise ValueError(f"{field}: must be a user's id (a whole number 1 .. {DB_ID_MAX})")
     return int(text)
+
+
+def text_problem(value: str, max_length: int) -> str | None:
+    """The rule a text from a request breaks, or None: no NUL (PostgreSQL refuses it in
+    text), no lone surrogate (not UTF-8, so not storable or sendable), at most
+    ``max_length`` characters (the column's length).
+
+    >>> text_problem("P-17", 64), text_problem("A\\x00B", 64), text_problem("X" * 65, 64)
+    (None, 'must not contain NUL characters', 'must be at most 64 characters')
+    """
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters"
+    return None
+
+
+def check_text(field: str, value: str, max_length: int) -> str:
+    """``value`` if it breaks no rule of :func:`text_problem`; else ValueError naming the
+    field and the rule (the pages answer it with 422)."""
+    problem = text_problem(value, max_length)
+    if problem:
+        raise ValueError(f"{field}: {problem}")
+    return value
