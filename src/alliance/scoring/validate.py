@@ -208,7 +208,10 @@ def _check_column(
         problems.append((outside, f"outside the scale {_fmt(low)}..{_fmt(high)}"))
     if not np.isnan(step) and not (integer_typed and on_grid):
         steps = out - low if step == 1 else (out - low) / step
-        off_grid = np.abs(steps - np.rint(steps)) > 1e-9  # NaN compares False: gaps pass
+        # A whole-number scale is checked exactly ("4.0000000001" is not 4); finer steps keep
+        # a tolerance for their binary representation (0.1 is not exact).
+        tolerance = 0.0 if step == 1 else 1e-9
+        off_grid = np.abs(steps - np.rint(steps)) > tolerance  # NaN compares False: gaps pass
         if off_grid.any():
             rule = "not a whole number" if step == 1 else f"not a multiple of {_fmt(step)}"
             problems.append((off_grid & ~outside, rule))
@@ -267,6 +270,36 @@ def _issue_table(
                 )
     table = pd.concat(parts, ignore_index=True).sort_values(["position", "column"], kind="stable")
     return table.reset_index(drop=True)
+
+
+def unanswered_beyond_rule(checked: CheckedAnswers, key: CompiledKey) -> list[list[str]]:
+    """Per row, the unanswered item columns when some score has more of its items missing
+    than the instrument's missing-item rule allows (so the scorer cannot compute it), else
+    an empty list. Items skipped by design (``asked_if``) and invalid answers (already
+    issues) do not count.
+
+    The rule is the instrument file's ``[missing] max_missing_fraction`` (with its
+    ``source``; for the WAI family and the HAq-II a project convention of at most a
+    quarter of a score's items, as no published rule was found; none for the SRS, whose
+    0-40 total needs all four lines, Duncan et al. 2003), applied exactly as the scorer's
+    prorating does (:func:`alliance.scoring.keys.compile_key`: ``floor(n * fraction)``).
+
+    >>> from alliance.scoring import compile_key
+    >>> key = compile_key("srs")
+    >>> unanswered_beyond_rule(check_values([[8, 9, None, 7], [8, 9, 10, 7]], key), key)
+    [['srs_3'], []]
+    """
+    unanswered = np.isnan(checked.values) & ~checked.invalid
+    if checked.not_asked is not None:
+        unanswered &= ~checked.not_asked
+    out: list[list[str]] = []
+    for row in unanswered:
+        over = any(
+            np.count_nonzero(row[columns]) > limit
+            for columns, limit in zip(key.member_columns, key.max_missing, strict=True)
+        )
+        out.append([key.columns[j] for j in np.flatnonzero(row)] if over else [])
+    return out
 
 
 def _fmt(x: float) -> str:

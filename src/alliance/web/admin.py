@@ -13,6 +13,7 @@ from alliance.store import repo
 from alliance.store.models import ROLES, User
 from alliance.web.deps import Ctx, get_ctx
 from alliance.web.security import hash_password
+from alliance.web.validation import EVERY_MAX, check_text, form_row_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -94,7 +95,12 @@ def create_user(
     try:
         password_hash = hash_password(password)
         with ctx.db.write() as s:
-            supervisor = int(supervisor_id) if supervisor_id else None
+            supervisor = form_row_id("supervisor_id", supervisor_id.strip())
+            if (
+                supervisor is not None
+                and getattr(s.get(User, supervisor), "role", "") != "supervisor"
+            ):
+                raise ValueError("supervisor_id: not a supervisor")
             user = repo.create_user(
                 s, username.strip(), password_hash, role, display_name.strip(), supervisor
             )
@@ -118,7 +124,7 @@ def create_patient(
     therapist_id: int = Form(...),
     language: str = Form("en"),
     schedule: list[str] = Form(default=[]),
-    every: int = Form(1),
+    every: int = Form(1, ge=1, le=EVERY_MAX),
     csrf_token: str = Form(""),
     ctx: Ctx = Depends(get_ctx),
 ) -> Response:
@@ -126,6 +132,8 @@ def create_patient(
     ctx.check_csrf(csrf_token)
     admin = ctx.require("admin")
     try:
+        check_text("code", code, 64)
+        check_text("language", language, 16)
         specs = parse_schedule(schedule, every)
         with ctx.db.write() as s:
             therapist = _therapist(s, therapist_id)
@@ -140,7 +148,7 @@ def create_patient(
 def update_schedule(
     patient_id: int,
     schedule: list[str] = Form(default=[]),
-    every: int = Form(1),
+    every: int = Form(1, ge=1, le=EVERY_MAX),
     therapist_id: int | None = Form(None),
     csrf_token: str = Form(""),
     ctx: Ctx = Depends(get_ctx),

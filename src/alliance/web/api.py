@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
 from sqlalchemy.orm import Session
 
 from alliance.store import repo
@@ -23,13 +23,12 @@ from alliance.web import charts, monitoring, reports
 from alliance.web.deps import RefusedPatient, bearer_user, require_role
 from alliance.web.openapi import errors
 from alliance.web.submissions import Invalid, LinkProblem, SubmissionWriter
+from alliance.web.validation import DB_ID_MAX, text_problem
 
 # Every route may meet the body-size limit; a bearer route's 401 is documented by
 # alliance.web.openapi.install; each route lists its other refusals (one error model).
 router = APIRouter(prefix="/api/v1", tags=["clinic"], responses=errors(413))
 CLINICAL = ("admin", "supervisor", "therapist")
-# Row ids are PostgreSQL ``integer``s: a larger id names no row and is refused (422).
-DB_ID_MAX = 2**31 - 1
 PatientId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a patient's id")]
 AlertId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="an alert's id")]
 
@@ -137,7 +136,8 @@ class AlertUpdate(BaseModel):
 class Submission(BaseModel):
     """Answers to the session's client forms, keyed by item column (``wai_sr_1`` ...)."""
 
-    answers: dict[str, float | int | str | None]
+    # Strict: JSON ``true`` is not an answer (lax mode would read it as 1).
+    answers: dict[str, StrictInt | StrictFloat | StrictStr | None]
 
 
 class Accepted(BaseModel):
@@ -334,6 +334,13 @@ async def submit(token: str, body: Submission, request: Request) -> Accepted:
     410 for a used or expired one. 201 means the answers are committed.
     """
     data = {k: "" if v is None else str(v) for k, v in body.answers.items()}
+    refused = [
+        {"field": "answers." + k.encode("utf-8", "backslashreplace").decode(), "rule": rule}
+        for k, v in data.items()
+        if (rule := text_problem(k, 64) or text_problem(v, 64))
+    ]
+    if refused:  # before the writer: such text cannot be stored, nor echoed back
+        raise HTTPException(422, refused)
     writer: SubmissionWriter = request.app.state.writer
     outcome = await writer.submit(token, data, "api")
     if isinstance(outcome, LinkProblem):

@@ -208,12 +208,16 @@ def _answer_matrix(inst: Instrument, rows: list[dict[str, object]]) -> np.ndarra
     return np.array(cells, dtype=float if numeric else object).reshape(len(rows), -1)
 
 
+PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _as_number(raw: str) -> float | str:
-    """The answer as a float when it is a plain finite decimal number, else unchanged."""
-    try:
-        value = float(raw)
-    except ValueError:
+    """The answer as a float when it is a plain decimal number in ASCII digits, else
+    unchanged (the core then says "not a number"): ``float`` alone would take "４"
+    (fullwidth), "1_0", "inf" and "1e3"."""
+    if not PLAIN_NUMBER.fullmatch(raw):
         return raw
+    value = float(raw)
     return value if math.isfinite(value) else raw
 
 
@@ -244,16 +248,56 @@ def score_batch(
     Each entry is either the scored answers or a :class:`SubmissionInvalid` naming the
     rejected fields and rules of that submission only.
     """
-    from alliance.scoring import score_unkeyed_values, score_values
 
     inst = get_instrument(instrument_id)
     form = inst.get_form(form_id)
     rows = [_answer_row(inst, data) for data in batch]
     answers = _answer_matrix(inst, rows)
-    if not form.scorable:  # one call checks and scores the whole batch
+    out = _score_rows(inst, form_id, form.scorable, form.respondent, rows, answers)
+    gaps = _unscorable_gaps(inst, form.scorable, answers)
+    return [_with_gaps(instrument_id, verdict, gap) for verdict, gap in zip(out, gaps, strict=True)]
+
+
+def _unscorable_gaps(inst: Instrument, scorable: bool, answers: Any) -> list[list[str]]:
+    """Per submission, the unanswered items when the scorer could not score it under the
+    instrument's missing-item rule (:func:`alliance.scoring.validate.unanswered_beyond_rule`)."""
+    from alliance.scoring import compile_key
+    from alliance.scoring.keys import compile_unkeyed_total
+    from alliance.scoring.validate import check_values, unanswered_beyond_rule
+
+    key = compile_key(inst) if scorable else compile_unkeyed_total(inst)
+    return unanswered_beyond_rule(check_values(answers, key), key)
+
+
+def _with_gaps(
+    instrument_id: str, verdict: Scored | SubmissionInvalid, gap: list[str]
+) -> Scored | SubmissionInvalid:
+    """The verdict, refused with every unanswered item named when too many are missing."""
+    if not gap:
+        return verdict
+    rule = "not answered (too many questions of this form are unanswered to score it)"
+    issues = [FieldIssue(column, "", rule) for column in gap]
+    if isinstance(verdict, SubmissionInvalid):
+        issues = verdict.issues + issues
+    return SubmissionInvalid(instrument_id, issues)
+
+
+def _score_rows(
+    inst: Instrument,
+    form_id: str,
+    scorable: bool,
+    respondent: str,
+    rows: list[dict[str, object]],
+    answers: Any,
+) -> list[Scored | SubmissionInvalid]:
+    """Validate and score the rows (invalid answers named per row)."""
+    from alliance.scoring import score_unkeyed_values, score_values
+
+    instrument_id = inst.id
+    if not scorable:  # one call checks and scores the whole batch
         unkeyed = score_unkeyed_values(answers, inst)
         bad = {} if unkeyed.issues is None else _issues_by_row(instrument_id, unkeyed.issues)
-        scored = [_unkeyed_scores(inst, unkeyed, form.respondent, i) for i in range(len(rows))]
+        scored = [_unkeyed_scores(inst, unkeyed, respondent, i) for i in range(len(rows))]
         return [
             bad.get(i) or Scored(items=_items(rows[i]), scores=scored[i]) for i in range(len(rows))
         ]

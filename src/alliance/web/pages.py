@@ -18,7 +18,7 @@ from alliance.dynamics.episodes import SEVERITY_RANK
 from alliance.dynamics.status import STATUS_LEVELS
 from alliance.instruments import alliance_measures, get_instrument
 from alliance.store import reads, repo
-from alliance.store.models import Alert, Patient, User, utcnow
+from alliance.store.models import Alert, Patient, TherapySession, User, utcnow
 from alliance.web import charts, monitoring
 from alliance.web.deps import (
     Ctx,
@@ -37,6 +37,7 @@ from alliance.web.security import (
     pseudonym,
     verify_password,
 )
+from alliance.web.validation import RowId
 
 router = APIRouter(include_in_schema=False)
 CLINICAL = ("admin", "supervisor", "therapist")
@@ -423,7 +424,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
-def patient_page(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
+def patient_page(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The patient's status and why, the open alert episodes (grouped, with reasons,
     statistics, guidance and sources), the trajectory and the scores."""
     user = ctx.require(*CLINICAL)
@@ -435,7 +436,7 @@ def patient_page(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
 
 
 @router.get("/patients/{patient_id}/chart.svg")
-def patient_chart(patient_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
+def patient_chart(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The trajectory chart rendered on the server from the Vega-Lite spec."""
     user = ctx.require(*CLINICAL)
     with ctx.db.write() as s:
@@ -468,7 +469,7 @@ def qr_data_uri(url: str) -> str:
 
 @router.post("/patients/{patient_id}/sessions", response_class=HTMLResponse)
 def new_session(
-    patient_id: int,
+    patient_id: RowId,
     csrf_token: str = Form(""),
     session_date: str = Form(""),
     ctx: Ctx = Depends(get_ctx),
@@ -499,13 +500,12 @@ def new_session(
 
 
 @router.post("/sessions/{session_id}/kiosk")
-def kiosk(session_id: int, csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
+def kiosk(session_id: RowId, csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
     """Hand this device to the patient: new link, clinician logged out, form opened."""
     ctx.check_csrf(csrf_token)
     user = ctx.require("therapist", "admin")
     with ctx.db.write() as s:
-        session = repo.get_session(s, session_id)
-        visible_patient(s, user, session.patient_id)
+        session = visible_session(s, user, session_id)
         token = repo.issue_link(s, session, ttl=timedelta(minutes=30), kiosk=True)
         repo.audit(s, user, "create", "kiosk-link", session.id, patient_id=session.patient_id)
         # this device's clinician cookie stops working, even if restored; other devices stay
@@ -515,16 +515,32 @@ def kiosk(session_id: int, csrf_token: str = Form(""), ctx: Ctx = Depends(get_ct
     return response
 
 
+def visible_session(s: Session, user: User, session_id: int) -> TherapySession:
+    """The session, if its patient is on the user's caseload. An unknown session and
+    another caseload's session get the same 404, so the answer does not tell whether the
+    session exists; the second is still audited as a refusal of that patient."""
+    detail = "session_id: no such session on your caseload"
+    try:
+        session = repo.get_session(s, session_id)
+    except repo.NotFound:
+        raise HTTPException(404, detail) from None
+    try:
+        visible_patient(s, user, session.patient_id)
+    except RefusedPatient as exc:
+        exc.status_code, exc.detail = 404, detail
+        raise
+    return session
+
+
 # -- therapist form ----------------------------------------------------------------------
 def _therapist_forms(s: Session, session_id: int, user: User) -> tuple[Any, list[Any]]:
-    session = repo.get_session(s, session_id)
-    visible_patient(s, user, session.patient_id)
+    session = visible_session(s, user, session_id)
     entries = repo.due_entries(s, session, "therapist")
     return session, entries
 
 
 @router.get("/sessions/{session_id}/therapist-form", response_class=HTMLResponse)
-def therapist_form(session_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
+def therapist_form(session_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The therapist's own rating forms for a session."""
     user = ctx.require("therapist")
     with ctx.db.write() as s:
@@ -535,7 +551,7 @@ def therapist_form(session_id: int, ctx: Ctx = Depends(get_ctx)) -> Response:
 
 
 @router.post("/sessions/{session_id}/therapist-form", response_class=HTMLResponse)
-async def submit_therapist_form(session_id: int, request: Request) -> Response:
+async def submit_therapist_form(session_id: RowId, request: Request) -> Response:
     """Validate with the scoring core and store the therapist's ratings."""
     from starlette.concurrency import run_in_threadpool
 

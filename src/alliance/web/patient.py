@@ -19,9 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from alliance.store import repo
 from alliance.store.db import Database
-from alliance.web.forms import FormView, build_form, installed_languages, language_or
+from alliance.web.forms import FormView, build_form, installed_languages
 from alliance.web.security import Signer
 from alliance.web.submissions import LinkProblem, Stored, SubmissionWriter
+from alliance.web.validation import check_language
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,7 +40,10 @@ def _forms_for(db: Database, token: str, language: str | None) -> tuple[int, lis
         link = repo.open_link(s, token)
         session = link.session
         entries = repo.due_entries(s, session, "client")
-        lang = language_or(language, session.patient.language)
+        offered = {"en", session.patient.language}
+        for e in entries:
+            offered.update(installed_languages(e.instrument_id))
+        lang = check_language(language, offered) or session.patient.language
         forms = [build_form(e.instrument_id, e.form_id, lang) for e in entries]
         return session.id, forms, link.kiosk
 
