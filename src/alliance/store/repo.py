@@ -846,13 +846,16 @@ def get_alert(s: Session, alert_id: int) -> Alert:
 
 
 def set_alert_status(s: Session, alert: Alert, user: User, status: str, note: str) -> None:
-    """Acknowledge or resolve an alert with a note."""
+    """Acknowledge or resolve an alert with a note; :class:`Conflict` (naming the state) if
+    the alert is already resolved."""
     if status not in ("acknowledged", "resolved"):
         raise ValueError("status: must be 'acknowledged' or 'resolved'")
     if len(note) > 2000:
         raise ValueError("note: must be at most 2000 characters")
     if status == "resolved" and not note.strip():
         raise ValueError("note: a note is required to resolve an alert")
+    if alert.status == "resolved":  # a resolved episode stays resolved (only escalation reopens)
+        raise Conflict(f"status: the alert is resolved; it cannot be {status} again")
     now = utcnow()
     if alert.acknowledged_at is None:
         alert.acknowledged_at, alert.acknowledged_by = now, user.id

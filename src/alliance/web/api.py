@@ -377,6 +377,8 @@ def _update_alert(request: Request, user: User, alert_id: int, status: str, note
         _visible(s, user, alert.patient_id)
         try:
             repo.set_alert_status(s, alert, user, status, note)
+        except repo.Conflict as exc:
+            raise HTTPException(409, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         repo.audit(s, user, status, "alert", alert.id, patient_id=alert.patient_id, detail="api")
@@ -384,7 +386,7 @@ def _update_alert(request: Request, user: User, alert_id: int, status: str, note
 
 
 @router.post(
-    "/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(400, 403, 404)
+    "/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(400, 403, 404, 409)
 )
 def acknowledge(
     alert_id: AlertId, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
@@ -393,7 +395,9 @@ def acknowledge(
     return _update_alert(request, user, alert_id, "acknowledged", body.note)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(400, 403, 404))
+@router.post(
+    "/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(400, 403, 404, 409)
+)
 def resolve(
     alert_id: AlertId, body: AlertUpdate, request: Request, user: User = Depends(bearer_user)
 ) -> AlertOut:

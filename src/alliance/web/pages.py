@@ -616,6 +616,8 @@ def update_alert(
         visible_patient(s, user, alert.patient_id)
         try:
             repo.set_alert_status(s, alert, user, status, note)
+        except repo.Conflict as exc:
+            raise HTTPException(409, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         repo.audit(s, user, status, "alert", alert.id, patient_id=alert.patient_id)
