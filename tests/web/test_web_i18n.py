@@ -91,3 +91,14 @@ def test_clinician_pages_follow_accept_language(sqlite_clinic: Clinic) -> None:
     assert "Benutzername" in german.text and "Anmelden" in german.text
     english = browser.get("/login", headers={"Accept-Language": "fr"})
     assert '<html lang="en">' in english.text and "Username" in english.text
+
+
+def test_patient_validation_messages_in_german(sqlite_clinic: Clinic) -> None:
+    token = new_link(sqlite_clinic)
+    browser = Browser(sqlite_clinic.app)
+    browser.get(f"/f/{token}?lang=de")
+    page = browser.post(f"/f/{token}", {**full_answers(), "wai_sr_1": "9", "lang": "de"})
+    assert page.status_code == 422
+    assert "Frage 1: außerhalb der Skala von 1 bis 5 (Ihre Angabe: " in page.text
+    english = browser.post(f"/f/{token}", {**full_answers(), "wai_sr_1": "9", "lang": "en"})
+    assert "Question 1: outside the scale 1..5 (you gave " in english.text

@@ -17,6 +17,7 @@ negotiated against the available catalogues, else English.
 from __future__ import annotations
 
 import io
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,46 @@ def N_(message: str) -> str:
 def gettext_for(lang: str, message: str) -> str:
     """``message`` translated into ``lang`` (for Python code outside templates)."""
     return translations(lang).gettext(message)
+
+
+# The scoring core's rules (English, kept so in the API), as catalogue entries with their
+# numbers as parameters; a rule not listed is shown as it is.
+RULES: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"outside the scale (?P<low>\S+)\.\.(?P<high>\S+)"),
+        N_("outside the scale %(low)s..%(high)s"),
+    ),
+    (re.compile(r"not a whole number"), N_("not a whole number")),
+    (re.compile(r"not a multiple of (?P<step>\S+)"), N_("not a multiple of %(step)s")),
+    (re.compile(r"not a number"), N_("not a number")),
+    (re.compile(r"answered although not asked"), N_("answered although not asked")),
+]
+
+
+def translate_rule(lang: str, rule: str) -> str:
+    """A validation rule of the scoring core in ``lang``.
+
+    >>> translate_rule("de", "outside the scale 1..5")
+    'außerhalb der Skala von 1 bis 5'
+    """
+    for pattern, message in RULES:
+        found = pattern.fullmatch(rule)
+        if found:
+            return gettext_for(lang, message) % found.groupdict()
+    return rule
+
+
+def issue_message(lang: str, number: int | None, field: str, value: str, rule: str) -> str:
+    """The patient's message for one broken rule, naming the question, in ``lang``."""
+    where = gettext_for(lang, N_("Question %(number)s")) % {"number": number} if number else field
+    text = translate_rule(lang, rule)
+    if value in ("", "nan", "None"):
+        return gettext_for(lang, N_("%(where)s: %(rule)s.")) % {"where": where, "rule": text}
+    return gettext_for(lang, N_("%(where)s: %(rule)s (you gave %(value)s).")) % {
+        "where": where,
+        "rule": text,
+        "value": repr(value),
+    }
 
 
 @pass_context
