@@ -255,7 +255,10 @@ def test_official_wording_from_an_installed_text_pack(sqlite_clinic: Clinic, all
     token = new_link(sqlite_clinic)
     page = Client(sqlite_clinic.app).get(f"/f/{token}?lang=de")
     assert "Offizieller Wortlaut 1" in page.text
-    assert page.text.count("Official wording not installed") == 1  # WAI-SR still without
+    # the chrome is German now (lang=de); WAI-SR is still without its wording
+    assert page.text.count("Offizieller Wortlaut nicht installiert.") == 1
+    assert '<section class="instrument" lang="de" aria-labelledby="psq-title">' in page.text
+    assert '<section class="instrument" lang="en" aria-labelledby="wai_sr-title">' in page.text
 
 
 # -- sessions, therapist form, alerts -------------------------------------------------------
@@ -352,7 +355,7 @@ def test_healthz(sqlite_clinic: Clinic) -> None:
 def test_malformed_language_is_refused_naming_lang(sqlite_clinic: Clinic) -> None:
     token = new_link(sqlite_clinic)
     page = Client(sqlite_clinic.app).get(f"/f/{token}?lang=../../secret_key")
-    assert page.status_code == 422 and "lang: must be one of en" in page.text
+    assert page.status_code == 422 and "lang: must be one of de, en" in page.text
     assert "secret_key" not in page.text
 
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alliance.store import migrate, repo
 from alliance.store.db import Database
-from alliance.web import admin, api, openapi, pages, patient, reports
+from alliance.web import admin, api, i18n, openapi, pages, patient, reports
 from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
@@ -103,6 +103,7 @@ def create_app(
     app.state.db = db
     app.state.signer = Signer(secret_key or load_secret_key())
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    i18n.install(app.state.templates.env)
     app.state.chart_cache = {}
     # Analytics run in their own thread after commits, never while a page is read; the
     # sweep picks up patients whose refresh was lost (e.g. a crash before it ran).

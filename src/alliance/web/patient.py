@@ -19,7 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from alliance.store import repo
 from alliance.store.db import Database
-from alliance.web.forms import FormView, build_form, installed_languages
+from alliance.web import i18n
+from alliance.web.forms import FormView, build_form, installed_languages, language_or
+from alliance.web.i18n import N_
 from alliance.web.security import Signer
 from alliance.web.submissions import LinkProblem, Stored, SubmissionWriter
 from alliance.web.validation import check_language
@@ -27,10 +29,10 @@ from alliance.web.validation import check_language
 router = APIRouter(include_in_schema=False)
 
 LINK_PROBLEMS = {
-    "unknown": "This link is not valid. Please ask your therapist for a new one.",
-    "used": "This link has already been used. Thank you — your answers were saved.",
-    "expired": "This link has expired. Please ask your therapist for a new one.",
-    "done": "The questionnaires of this session were already completed. Thank you.",
+    "unknown": N_("This link is not valid. Please ask your therapist for a new one."),
+    "used": N_("This link has already been used. Thank you — your answers were saved."),
+    "expired": N_("This link has expired. Please ask your therapist for a new one."),
+    "done": N_("The questionnaires of this session were already completed. Thank you."),
 }
 
 
@@ -40,7 +42,8 @@ def _forms_for(db: Database, token: str, language: str | None) -> tuple[int, lis
         link = repo.open_link(s, token)
         session = link.session
         entries = repo.due_entries(s, session, "client")
-        offered = {"en", session.patient.language}
+        # A language is offered when the page chrome or a form's wording exists in it.
+        offered = {*i18n.available(), session.patient.language}
         for e in entries:
             offered.update(installed_languages(e.instrument_id))
         lang = check_language(language, offered) or session.patient.language
@@ -49,10 +52,10 @@ def _forms_for(db: Database, token: str, language: str | None) -> tuple[int, lis
 
 
 @cache
-def _thank_you(templates: Jinja2Templates, kiosk: bool) -> str:
-    """The thank-you page (the same for every patient, so rendered once)."""
+def _thank_you(templates: Jinja2Templates, kiosk: bool, language: str) -> str:
+    """The thank-you page (the same for every patient of a language, so rendered once)."""
     page = templates.get_template("patient_done.html")
-    return page.render(user=None, kiosk=kiosk, language="en")
+    return page.render(user=None, kiosk=kiosk, language=language)
 
 
 def _problem(templates: Jinja2Templates, request: Request, reason: str) -> Response:
@@ -119,15 +122,25 @@ async def submit_patient_form(request: Request, token: str) -> Response:
     signer: Signer = request.app.state.signer
     templates: Jinja2Templates = request.app.state.templates
     if not signer.check_csrf(repo.hash_token(token), data.get("csrf_token")):
-        message = ["The form expired; please answer again."]
+        message = [N_("The form expired; please answer again.")]
         return await run_in_threadpool(_rerender, request, token, data, message, 403)
     writer: SubmissionWriter = request.app.state.writer
     outcome = await writer.submit(token, data, "link")
     if isinstance(outcome, Stored):
-        return HTMLResponse(_thank_you(templates, outcome.kiosk))
+        language = language_or(data.get("lang"), "en")
+        chrome = language if language in i18n.available() else "en"
+        return HTMLResponse(_thank_you(templates, outcome.kiosk, chrome))
     if isinstance(outcome, LinkProblem):
         return _problem(templates, request, outcome.reason)
     return await run_in_threadpool(_rerender, request, token, data, outcome.issues, 422)
+
+
+def _issue(issue: Any, questions: dict[str, Any], language: str) -> str:
+    """One broken rule for the patient, in the chrome language of the form."""
+    question = questions.get(issue.field)
+    number = question.number if question else None
+    chrome = language if language in i18n.available() else "en"
+    return i18n.issue_message(chrome, number, issue.field, issue.value, issue.rule)
 
 
 def _rerender(
@@ -139,5 +152,6 @@ def _rerender(
     except repo.LinkUnusable as exc:
         return _problem(request.app.state.templates, request, exc.reason)
     questions = {q.name: q for f in forms for q in f.questions}
-    errors = [i if isinstance(i, str) else i.message(questions) for i in issues]
+    language = forms[0].language if forms else "en"
+    errors = [i if isinstance(i, str) else _issue(i, questions, language) for i in issues]
     return _page(request, token, forms, errors, data, status)
