@@ -34,6 +34,10 @@ log = logging.getLogger("alliance.web")
 MAX_BODY = 256 * 1024
 
 
+class BodyTooLarge(Exception):
+    """Raised by the receive wrapper once more than MAX_BODY bytes have arrived."""
+
+
 class SecurityMiddleware:
     """Adds security headers, refuses oversized bodies and logs route templates only.
 
@@ -58,6 +62,16 @@ class SecurityMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 0}
+        received = {"bytes": 0}
+
+        async def counting_receive() -> Message:
+            # Content-Length may be absent (chunked) or lie: count what actually arrives.
+            message = await receive()
+            if message["type"] == "http.request":
+                received["bytes"] += len(message.get("body", b""))
+                if received["bytes"] > MAX_BODY:
+                    raise BodyTooLarge
+            return message
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -67,7 +81,15 @@ class SecurityMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, counting_receive, send_with_headers)
+        except BodyTooLarge:
+            if status["code"]:
+                raise
+            response = JSONResponse(
+                {"detail": f"request body: must be at most {MAX_BODY} bytes"}, status_code=413
+            )
+            await response(scope, receive, send_with_headers)
         route = scope.get("route")
         pattern = getattr(route, "path", "(unmatched)")
         log.info(
