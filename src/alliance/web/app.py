@@ -34,10 +34,6 @@ log = logging.getLogger("alliance.web")
 MAX_BODY = 256 * 1024
 
 
-class BodyTooLarge(Exception):
-    """Raised by the receive wrapper once more than MAX_BODY bytes have arrived."""
-
-
 class SecurityMiddleware:
     """Adds security headers, refuses oversized bodies and logs route templates only.
 
@@ -69,11 +65,20 @@ class SecurityMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received["bytes"] += len(message.get("body", b""))
-                if received["bytes"] > MAX_BODY:
-                    raise BodyTooLarge
+                if received["bytes"] > MAX_BODY and not status["code"]:
+                    # Answer 413 now and tell the app the client left: FastAPI turns errors
+                    # while parsing into 400, so raising would not reach us.
+                    await JSONResponse(
+                        {"detail": f"request body: must be at most {MAX_BODY} bytes"},
+                        status_code=413,
+                    )(scope, receive, send_with_headers)
+                    status["refused"] = 1
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_with_headers(message: Message) -> None:
+            if status.get("refused"):
+                return  # the 413 has been sent; drop whatever the app answers after it
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 existing = {k.lower() for k, _ in message.get("headers", [])}
@@ -83,13 +88,9 @@ class SecurityMiddleware:
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
-        except BodyTooLarge:
-            if status["code"]:
+        except Exception:
+            if not status.get("refused"):
                 raise
-            response = JSONResponse(
-                {"detail": f"request body: must be at most {MAX_BODY} bytes"}, status_code=413
-            )
-            await response(scope, receive, send_with_headers)
         route = scope.get("route")
         pattern = getattr(route, "path", "(unmatched)")
         log.info(
