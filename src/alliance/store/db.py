@@ -76,6 +76,8 @@ def _create_private(path: str | None) -> None:
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """Create an engine for the URL (or the default), configured for durability."""
     url = url or default_database_url()
+    # Statement parameters are patient data: keep them out of exception text and logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         _create_private(make_url(url).database)
         connect_args = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}

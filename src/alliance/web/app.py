@@ -59,8 +59,27 @@ class SecurityMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 0}
+        received = {"bytes": 0}
+
+        async def counting_receive() -> Message:
+            # Content-Length may be absent (chunked) or lie: count what actually arrives.
+            message = await receive()
+            if message["type"] == "http.request":
+                received["bytes"] += len(message.get("body", b""))
+                if received["bytes"] > MAX_BODY and not status["code"]:
+                    # Answer 413 now and tell the app the client left: FastAPI turns errors
+                    # while parsing into 400, so raising would not reach us.
+                    await JSONResponse(
+                        {"detail": f"request body: must be at most {MAX_BODY} bytes"},
+                        status_code=413,
+                    )(scope, receive, send_with_headers)
+                    status["refused"] = 1
+                    return {"type": "http.disconnect"}
+            return message
 
         async def send_with_headers(message: Message) -> None:
+            if status.get("refused"):
+                return  # the 413 has been sent; drop whatever the app answers after it
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 existing = {k.lower() for k, _ in message.get("headers", [])}
@@ -68,7 +87,11 @@ class SecurityMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, counting_receive, send_with_headers)
+        except Exception:
+            if not status.get("refused"):
+                raise
         route = scope.get("route")
         pattern = getattr(route, "path", "(unmatched)")
         log.info(
