@@ -1,9 +1,15 @@
-"""HTTP hardening: bodies without (or with a lying) Content-Length are limited too."""
+"""HTTP hardening: bodies without (or with a lying) Content-Length are limited too; an
+unexpected error is logged as its type and a reference, never with patient data."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterator
 
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 from webclinic import Client, Clinic, full_answers, new_link
 
 from alliance.web.app import MAX_BODY
@@ -58,3 +64,45 @@ def test_lying_content_length_is_refused(sqlite_clinic: Clinic) -> None:
         headers={"content-type": "application/x-www-form-urlencoded", "content-length": "10"},
     )
     assert response.status_code == 413
+
+
+def _failing_write(app: FastAPI) -> None:
+    """A route (added for the test) whose real database write fails with patient data in
+    the statement, its parameters and (on PostgreSQL) the server's DETAIL: a duplicate code."""
+
+    def boom() -> None:
+        with app.state.db.write() as s:
+            s.execute(
+                text(
+                    "INSERT INTO patients (code, research_id, therapist_id, language, active, "
+                    "alerts_stale, status, status_reason, created_at) SELECT code, "
+                    "'R-SECRET-9', therapist_id, language, active, alerts_stale, status, "
+                    "status_reason, created_at FROM patients WHERE code = :code"
+                ),
+                {"code": "CODE-P1"},
+            )
+
+    app.add_api_route("/api/v1/test-boom", boom, methods=["POST"])
+    app.add_api_route("/test-boom", boom, methods=["POST"])
+
+
+def test_a_database_error_logs_its_type_and_a_reference_never_patient_data(
+    clinic: Clinic, caplog: pytest.LogCaptureFixture
+) -> None:
+    _failing_write(clinic.app)
+    client = Client(clinic.app, raise_server_exceptions=False)
+    caplog.set_level(logging.DEBUG)
+    for path in ("/api/v1/test-boom", "/test-boom"):
+        response = client.post(path)
+        assert response.status_code == 500
+        ref = re.search(r"reference ([0-9a-f]{8})", response.text)
+        assert ref, response.text
+        assert "CODE-P1" not in response.text and "INSERT" not in response.text
+        logged = [r for r in caplog.records if ref.group(1) in r.getMessage()]
+        assert len(logged) == 1 and "IntegrityError" in logged[0].getMessage()
+    everything = "\n".join(
+        r.getMessage() + (logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
+        for r in caplog.records
+    )
+    for secret in ("CODE-P1", "R-SECRET-9", "parameters", "INSERT INTO"):
+        assert secret not in everything

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +91,10 @@ class SecurityMiddleware:
 
         try:
             await self.app(scope, counting_receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
             if not status.get("refused"):
-                raise
+                await _internal_error(scope, exc, send_with_headers, started=bool(status["code"]))
+                status["code"] = status["code"] or 500
         route = scope.get("route")
         pattern = getattr(route, "path", "(unmatched)")
         log.info(
@@ -101,6 +104,34 @@ class SecurityMiddleware:
             status["code"],
             (time.perf_counter() - started) * 1000,
         )
+
+
+async def _internal_error(scope: Scope, exc: Exception, send: Send, started: bool) -> None:
+    """Log an unexpected error as its type, where it happened and a reference, and answer
+    500 with that reference; the exception itself is not re-raised, so neither Starlette nor
+    uvicorn logs its message, which can carry patient data (SQL parameters, the DETAIL of a
+    database error)."""
+    reference = secrets.token_hex(4)
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    route = getattr(scope.get("route"), "path", "(unmatched)")
+    log.error(
+        "internal error %s.%s on %s %s at %s; reference %s",
+        type(exc).__module__, type(exc).__name__, scope.get("method"), route, where, reference,
+    )  # fmt: skip
+    if started:
+        return  # the response has begun: the client sees a broken response, not a second one
+    detail = f"internal error; reference {reference}"
+    if str(scope.get("path", "")).startswith("/api/"):
+        response: Response = JSONResponse({"detail": detail}, status_code=500)
+    else:
+        page = scope["app"].state.templates.get_template("error.html")
+        response = HTMLResponse(page.render(status=500, detail=detail, user=None), 500)
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def create_app(
