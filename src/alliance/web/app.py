@@ -150,7 +150,7 @@ def create_app(
         title="alliance clinic",
         version="1",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # our own page: _api_docs
         redoc_url=None,
         summary="Session-by-session monitoring of the therapeutic alliance.",
     )
@@ -165,6 +165,7 @@ def create_app(
     app.state.writer = SubmissionWriter(db, on_commit=app.state.analytics.submit)
     app.add_middleware(SecurityMiddleware)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    _api_docs(app)
     _add_handlers(app)
     _warm_up()
     app.include_router(patient.router)  # first: the busiest route is matched soonest
@@ -220,6 +221,19 @@ def _audit_refusal(app: FastAPI, request: Request, exc: Forbidden) -> None:
         else:
             patient = exc.patient_id
             repo.audit(s, exc.user, "refused", "patient", patient, patient_id=patient, detail=where)
+
+
+def _api_docs(app: FastAPI) -> None:
+    """``/api/docs``: the API reference rendered on the server from the OpenAPI document
+    (:func:`alliance.web.openapi.reference`). It needs no script, so it works under the
+    clinic's CSP and without JavaScript; the bundled Swagger UI releases on PyPI read only
+    OpenAPI 3.0, and FastAPI writes 3.1."""
+
+    @app.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
+    def api_docs(request: Request) -> Response:
+        templates: Jinja2Templates = app.state.templates
+        context = {"user": None, "api": openapi.reference(app.openapi())}
+        return templates.TemplateResponse(request, "api_docs.html", context)
 
 
 def _wants_html(request: Request) -> bool:

@@ -109,3 +109,52 @@ def _operations(schema: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for operation in item.values():
             if isinstance(operation, dict) and "responses" in operation:
                 yield operation
+
+
+def reference(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The operations of an OpenAPI document as plain rows for the ``/api/docs`` page:
+    method, path, summary, description, whether a bearer token is needed, parameters,
+    request body schema and responses.
+
+    >>> doc = {"paths": {"/x/{id}": {"get": {"summary": "One x", "parameters": [
+    ...     {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+    ...     "responses": {"200": {"description": "The x"}}}}}}
+    >>> op = reference(doc)[0]
+    >>> op["method"], op["path"], op["parameters"][0]["type"], op["responses"][0]["code"]
+    ('GET', '/x/{id}', 'integer', '200')
+    """
+    rows = []
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            body = op.get("requestBody", {}).get("content", {})
+            rows.append({
+                "method": method.upper(), "path": path, "id": op.get("operationId", path),
+                "summary": op.get("summary", ""), "description": op.get("description", ""),
+                "bearer": bool(op.get("security")),
+                "parameters": [
+                    {"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                     "type": _type_name(p.get("schema", {})),
+                     "description": p.get("description", "")}
+                    for p in op.get("parameters", [])
+                ],
+                "body": [(kind, _type_name(c.get("schema", {}))) for kind, c in body.items()],
+                "responses": [_response(code, r) for code, r in op.get("responses", {}).items()],
+            })  # fmt: skip
+    return rows
+
+
+def _response(code: str, response: dict[str, Any]) -> dict[str, Any]:
+    bodies = response.get("content", {}).values()
+    return {"code": code, "description": response.get("description", ""),
+            "types": [_type_name(c.get("schema", {})) for c in bodies]}  # fmt: skip
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    """A short name for a schema: its component name, item type or JSON type."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).removeprefix(REF)
+    if schema.get("type") == "array":
+        return f"array of {_type_name(schema.get('items', {}))}"
+    if "anyOf" in schema:
+        return " or ".join(_type_name(s) for s in schema["anyOf"])
+    return str(schema.get("type", "any"))
