@@ -12,15 +12,34 @@ timeout instead of failing on a stale snapshot.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_MS = 30_000
+#: ``Session.info`` key of the audit rows an :meth:`Database.audited` read queues.
+AUDIT_QUEUE = "alliance.audit_queue"
+
+
+class DatabaseBusy(RuntimeError):
+    """The database stayed locked for the whole busy timeout (answered 503, retry later)."""
+
+
+@contextmanager
+def _busy_as_error() -> Iterator[None]:
+    """SQLite's "database is locked" after the busy timeout as :class:`DatabaseBusy`
+    (raised from None: the statement and its parameters stay out of the error)."""
+    try:
+        yield
+    except OperationalError as exc:
+        if "database is locked" not in str(exc.orig):
+            raise
+        raise DatabaseBusy("the database is busy; try again shortly") from None
 
 
 def alliance_home() -> Path:
@@ -105,14 +124,33 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A session for reads (and audit writes); committed on success."""
-        with self._read() as session, session.begin():
+        with _busy_as_error(), self._read() as session, session.begin():
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction, committed (durably) before the block's caller continues."""
-        with self._write() as session, session.begin():
+        with _busy_as_error(), self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def audited(self) -> Iterator[Session]:
+        """A read of patient data whose audit rows (``repo.audit``) are written after it,
+        in a short write transaction of their own, before the block's caller continues.
+
+        The read itself takes no write lock: on SQLite a reader inside ``BEGIN IMMEDIATE``
+        queues behind every writer and holds the lock while it renders. If the audit rows
+        cannot be stored, the block's caller gets the error, not the data.
+        """
+        queued: list[Callable[[Session], None]] = []
+        with _busy_as_error(), self._read() as session:
+            session.info[AUDIT_QUEUE] = queued
+            with session.begin():
+                yield session
+        if queued:
+            with self.write() as s:
+                for add in queued:
+                    add(s)
 
     def dispose(self) -> None:
         self.engine.dispose()

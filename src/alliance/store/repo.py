@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from alliance.dynamics.episodes import EPISODE_COLUMNS
+from alliance.store.db import AUDIT_QUEUE
 from alliance.store.models import (
     ROLES,
     Alert,
@@ -81,7 +82,13 @@ def audit(
 
     ``patients``: the patients a list read showed (caseload, alerts, export); each becomes
     an :class:`AuditPatient` row of the entry, so :func:`patient_audit_trail` finds it.
+    In a :meth:`Database.audited` read the entry is queued and written after the read.
     """
+    queue = s.info.get(AUDIT_QUEUE)
+    if queue is not None:
+        args = (user, action, entity, entity_id, patient_id, detail, actor, tuple(patients))
+        queue.append(lambda w: audit(w, *args))
+        return
     entry = AuditEntry(
         user_id=user.id if user else None,
         actor=actor or (f"{user.role}:{user.username}" if user else "anonymous"),

@@ -52,7 +52,7 @@ def parse_schedule(values: list[str], every: int) -> list[repo.ScheduleSpec]:
 
 def _page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
     user = ctx.require("admin")
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         users = list(repo.list_users(s))
         patients = list(repo.patients_for(s, user))
         shown = [p.id for p in patients]
@@ -175,7 +175,7 @@ def update_schedule(
 def audit_log(ctx: Ctx = Depends(get_ctx)) -> Response:
     """The newest entries of the append-only audit log."""
     admin = ctx.require("admin")
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         entries = list(repo.audit_entries(s))
         repo.audit(s, admin, "read", "audit-log")
     return ctx.render("audit.html", entries=entries)

@@ -221,7 +221,7 @@ def list_patients(request: Request, user: User = Depends(bearer_user)) -> list[P
     """The caller's caseload (therapist), team (supervisor) or clinic (admin), each
     patient with their status."""
     require_role(user, CLINICAL)
-    with _db(request).write() as s:
+    with _db(request).audited() as s:
         rows = monitoring.caseload_summary(s, list(repo.patients_for(s, user)))
         shown = [r["patient"].id for r in rows]
         repo.audit(s, user, "read", "caseload", detail=f"api {len(rows)} patients", patients=shown)
@@ -249,7 +249,7 @@ def get_patient(
 ) -> PatientDetail:
     """A patient's scores per session (patient and therapist), ruptures and alerts."""
     require_role(user, CLINICAL)
-    with _db(request).write() as s:
+    with _db(request).audited() as s:
         patient = _visible(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
         ruptures = repo.ruptures_of(s, [patient.id])
@@ -285,7 +285,7 @@ def get_patient(
 def chart_spec(patient_id: PatientId, request: Request, user: User = Depends(bearer_user)) -> Any:
     """The Vega-Lite spec of the trajectory chart (the same one the web page renders)."""
     require_role(user, CLINICAL)
-    with _db(request).write() as s:
+    with _db(request).audited() as s:
         patient = _visible(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
         ruptures = [r.session for r in repo.ruptures_of(s, [patient.id])]
@@ -359,7 +359,7 @@ def list_alerts(
     """Alert episodes on the caller's caseload: by default the open ones (the condition
     holds and nobody resolved them); ``open_only=false`` for every episode."""
     require_role(user, CLINICAL)
-    with _db(request).write() as s:
+    with _db(request).audited() as s:
         ids = [p.id for p in repo.patients_for(s, user)]
         alerts = repo.alerts_of(s, ids, open_only=open_only)
         shown = [a.patient_id for a in alerts]
@@ -409,7 +409,7 @@ def resolve(
 def supervision(request: Request, user: User = Depends(bearer_user)) -> list[dict[str, Any]]:
     """Per-therapist alliance summary and rupture/repair rates of the caller's team."""
     require_role(user, ("supervisor", "admin"))
-    with _db(request).write() as s:
+    with _db(request).audited() as s:
         rows = reports.team_summary(s, user)
         repo.audit(s, user, "read", "team-summary", detail=f"api {len(rows)} therapists")
     return [{k: _json_value(v) for k, v in r.items()} for r in rows]

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alliance.store import migrate, repo
-from alliance.store.db import Database
+from alliance.store.db import Database, DatabaseBusy
 from alliance.web import admin, api, i18n, openapi, pages, patient, reports
 from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
@@ -242,6 +242,12 @@ def _wants_html(request: Request) -> bool:
 
 def _add_handlers(app: FastAPI) -> None:
     templates: Jinja2Templates = app.state.templates
+
+    @app.exception_handler(DatabaseBusy)
+    async def _busy(request: Request, exc: Exception) -> Response:
+        # SQLite stayed locked for the whole busy timeout: a retry soon will succeed.
+        busy = HTTPException(503, str(exc), headers={"Retry-After": "2"})
+        return await _http(request, busy)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, _exc: Exception) -> Response:

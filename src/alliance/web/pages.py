@@ -256,7 +256,7 @@ def caseload(
     user = ctx.require(*CLINICAL)
     team_view = user.role in ("supervisor", "admin")
     number = _page_of(page)
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         # Count, filter and order plain rows of every visible patient; load only the page.
         entries = reads.caseload_index(s, repo.visible_patients(user))
         counts = {level: 0 for level in STATUS_LEVELS}
@@ -428,7 +428,7 @@ def patient_page(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The patient's status and why, the open alert episodes (grouped, with reasons,
     statistics, guidance and sources), the trajectory and the scores."""
     user = ctx.require(*CLINICAL)
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         patient = visible_patient(s, user, patient_id)
         view = patient_view(s, patient)
         repo.audit(s, user, "read", "patient", patient.id, patient_id=patient.id)
@@ -439,7 +439,7 @@ def patient_page(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
 def patient_chart(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The trajectory chart rendered on the server from the Vega-Lite spec."""
     user = ctx.require(*CLINICAL)
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         patient = visible_patient(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
         ruptures = [(r.session, r.kind) for r in repo.ruptures_of(s, [patient.id])]
@@ -543,7 +543,7 @@ def _therapist_forms(s: Session, session_id: int, user: User) -> tuple[Any, list
 def therapist_form(session_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
     """The therapist's own rating forms for a session."""
     user = ctx.require("therapist")
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         session, entries = _therapist_forms(s, session_id, user)
         repo.audit(s, user, "read", "therapist-form", session.id, patient_id=session.patient_id)
     forms = [build_form(e.instrument_id, e.form_id) for e in entries]

@@ -67,7 +67,7 @@ def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
 def supervision(ctx: Ctx = Depends(get_ctx)) -> Response:
     """Per-therapist alliance summary and rupture/repair rates for the supervisor's team."""
     user = ctx.require("supervisor", "admin")
-    with ctx.db.write() as s:
+    with ctx.db.audited() as s:
         rows = team_summary(s, user)
         repo.audit(s, user, "read", "team-summary", detail=f"{len(rows)} therapists")
     return ctx.render("supervision.html", rows=rows, fmt=monitoring.fmt)
@@ -113,7 +113,7 @@ def export_response(db: Any, user: User, secret_key: str, fmt: str) -> Response:
     """Audit and send the de-identified export in the requested format."""
     if fmt not in EXPORT_FORMATS:
         raise HTTPException(422, f"format: must be one of {', '.join(EXPORT_FORMATS)}")
-    with db.write() as s:
+    with db.audited() as s:
         long = repo.responses_frame(s)
         frame = deidentify(long, secret_key)
         shown = [int(p) for p in long["patient_id"].unique()] if not long.empty else []
