@@ -183,3 +183,54 @@ def test_nul_and_over_long_patient_code_are_422(clinic: Clinic) -> None:
             {"code": code, "therapist_id": str(clinic.users["t1"]), "schedule": ["wai_sr:client"]},
         )
         assert response.status_code == 422 and "code" in response.text, repr(code)
+
+
+def _open_alert(clinic: Clinic) -> int:
+    """A self-reported rupture alert of p1 (the patient reports one on the form)."""
+    token = new_link(clinic)
+    client = Client(clinic.app)
+    csrf = csrf_of(client.get(f"/f/{token}").text)
+    client.post(f"/f/{token}", data=dict(full_answers(3, rupture=1), csrf_token=csrf))
+    with clinic.db.read() as s:
+        return repo.alerts_of(s, [clinic.patients["p1"]])[0].id
+
+
+def test_alert_notes_with_nul_or_surrogates_and_ids_beyond_range_are_422(clinic: Clinic) -> None:
+    alert_id = _open_alert(clinic)
+    browser = login(clinic.app, "t1")
+    browser.get(f"/patients/{clinic.patients['p1']}")
+    page = browser.post(f"/alerts/{alert_id}", {"action": "acknowledge", "note": "a\x00b"})
+    assert page.status_code == 422 and "note: must not contain NUL" in page.text
+    beyond = browser.post(f"/alerts/{DB_ID_MAX + 1}", {"action": "acknowledge", "note": "x"})
+    assert beyond.status_code == 422
+    api = Client(clinic.app)
+    bearer = {"Authorization": f"Bearer {clinic.tokens['t1']}", "content-type": "application/json"}
+    for body in ('{"note": "a\\u0000b"}', '{"note": "a\\ud800b"}'):
+        response = api.post(f"/api/v1/alerts/{alert_id}/acknowledge", content=body, headers=bearer)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["detail"][0]["field"] == "note"
+    with clinic.db.read() as s:
+        alert = repo.get_alert(s, alert_id)
+        assert alert.status == "open" and "\x00" not in (alert.note or "")
+
+
+def test_admin_usernames_and_therapist_ids_are_checked_before_the_database(clinic: Clinic) -> None:
+    admin = login(clinic.app, "admin")
+    admin.get("/admin")
+    for field, value in (("username", "new\x00user"), ("display_name", "D" * 129)):
+        data = {"username": "newuser", "display_name": "", "role": "therapist",
+                "password": "a long enough password 1", field: value}  # fmt: skip
+        response = admin.post("/admin/users", data)
+        assert response.status_code == 422 and field in response.text, field
+    for therapist in (str(DB_ID_MAX + 1), "abc"):
+        response = admin.post(
+            "/admin/patients", {"code": "NEW-9", "therapist_id": therapist, "schedule": []}
+        )
+        assert response.status_code == 422 and "therapist_id" in response.text, therapist
+    p1 = clinic.patients["p1"]
+    moved = admin.post(f"/admin/patients/{p1}/schedule", {"therapist_id": str(DB_ID_MAX + 1)})
+    assert moved.status_code == 422 and "therapist_id" in moved.text
+    assert admin.post(f"/admin/patients/{DB_ID_MAX + 1}/schedule", {}).status_code == 422
+    with clinic.db.read() as s:
+        assert repo.user_by_name(s, "newuser") is None
+        assert repo.get_patient(s, p1).therapist_id == clinic.users["t1"]

@@ -13,7 +13,7 @@ from alliance.store import repo
 from alliance.store.models import ROLES, User
 from alliance.web.deps import Ctx, get_ctx
 from alliance.web.security import hash_password
-from alliance.web.validation import EVERY_MAX, check_text, form_row_id
+from alliance.web.validation import EVERY_MAX, RowId, check_text, form_row_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -93,6 +93,8 @@ def create_user(
     ctx.check_csrf(csrf_token)
     admin = ctx.require("admin")
     try:
+        check_text("username", username, 64)
+        check_text("display_name", display_name, 128)
         password_hash = hash_password(password)
         with ctx.db.write() as s:
             supervisor = form_row_id("supervisor_id", supervisor_id.strip())
@@ -110,9 +112,9 @@ def create_user(
     return ctx.redirect("/admin")
 
 
-def _therapist(s: Session, user_id: int) -> User:
+def _therapist(s: Session, user_id: int | None) -> User:
     """The therapist a patient is assigned to; any other account is refused."""
-    therapist = s.get(User, user_id)
+    therapist = None if user_id is None else s.get(User, user_id)
     if therapist is None or therapist.role != "therapist":
         raise ValueError("therapist_id: not a therapist")
     return therapist
@@ -121,7 +123,7 @@ def _therapist(s: Session, user_id: int) -> User:
 @router.post("/admin/patients", response_class=HTMLResponse)
 def create_patient(
     code: str = Form(""),
-    therapist_id: int = Form(...),
+    therapist_id: str = Form(""),
     language: str = Form("en"),
     schedule: list[str] = Form(default=[]),
     every: int = Form(1, ge=1, le=EVERY_MAX),
@@ -136,7 +138,7 @@ def create_patient(
         check_text("language", language, 16)
         specs = parse_schedule(schedule, every)
         with ctx.db.write() as s:
-            therapist = _therapist(s, therapist_id)
+            therapist = _therapist(s, form_row_id("therapist_id", therapist_id.strip()))
             patient = repo.create_patient(s, code, therapist, specs, language.strip() or "en")
             repo.audit(s, admin, "create", "patient", patient.id, patient_id=patient.id)
     except ValueError as exc:
@@ -146,10 +148,10 @@ def create_patient(
 
 @router.post("/admin/patients/{patient_id}/schedule", response_class=HTMLResponse)
 def update_schedule(
-    patient_id: int,
+    patient_id: RowId,
     schedule: list[str] = Form(default=[]),
     every: int = Form(1, ge=1, le=EVERY_MAX),
-    therapist_id: int | None = Form(None),
+    therapist_id: str = Form(""),
     csrf_token: str = Form(""),
     ctx: Ctx = Depends(get_ctx),
 ) -> Response:
@@ -161,8 +163,9 @@ def update_schedule(
         with ctx.db.write() as s:
             patient = repo.get_patient(s, patient_id)
             repo.set_schedule(s, patient, specs)
-            if therapist_id is not None:
-                patient.therapist_id = _therapist(s, therapist_id).id
+            new_therapist = form_row_id("therapist_id", therapist_id.strip())
+            if new_therapist is not None:
+                patient.therapist_id = _therapist(s, new_therapist).id
             repo.audit(s, admin, "update", "schedule", patient.id, patient_id=patient.id)
     except repo.NotFound:
         raise HTTPException(404, "No such patient.") from None

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr, field_validator
 from sqlalchemy.orm import Session
 
 from alliance.store import repo
@@ -131,6 +131,14 @@ class AlertUpdate(BaseModel):
     """Acknowledge or resolve an alert."""
 
     note: str = Field(default="", max_length=2000)
+
+    @field_validator("note")
+    @classmethod
+    def _storable(cls, note: str) -> str:
+        problem = text_problem(note, 2000)
+        if problem:
+            raise ValueError(problem)
+        return note
 
 
 class Submission(BaseModel):

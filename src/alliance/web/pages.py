@@ -37,7 +37,7 @@ from alliance.web.security import (
     pseudonym,
     verify_password,
 )
-from alliance.web.validation import RowId
+from alliance.web.validation import RowId, text_problem
 
 router = APIRouter(include_in_schema=False)
 CLINICAL = ("admin", "supervisor", "therapist")
@@ -596,7 +596,7 @@ def _store_therapist_form(request: Request, session_id: int, data: dict[str, str
 # -- alerts ------------------------------------------------------------------------------
 @router.post("/alerts/{alert_id}")
 def update_alert(
-    alert_id: int,
+    alert_id: RowId,
     action: str = Form(...),
     note: str = Form(""),
     csrf_token: str = Form(""),
@@ -608,6 +608,9 @@ def update_alert(
     status = {"acknowledge": "acknowledged", "resolve": "resolved"}.get(action)
     if status is None:
         raise HTTPException(422, "action: must be 'acknowledge' or 'resolve'")
+    problem = text_problem(note, 2000)
+    if problem:
+        raise HTTPException(422, f"note: {problem}")
     with ctx.db.write() as s:
         try:
             alert = repo.get_alert(s, alert_id)
