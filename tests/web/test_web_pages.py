@@ -270,6 +270,41 @@ def test_therapist_creates_session_gets_link_and_qr(sqlite_clinic: Clinic) -> No
     assert 'src="data:image/svg+xml' in page.text
 
 
+def test_reloading_the_session_created_page_creates_nothing(sqlite_clinic: Clinic) -> None:
+    browser = login(sqlite_clinic.app, "t1")
+    p1 = sqlite_clinic.patients["p1"]
+    created = browser.post(f"/patients/{p1}/sessions", follow_redirects=False)
+    assert created.status_code == 303  # redirect after POST
+    page_url = created.headers["location"]
+    assert "/f/" not in page_url  # the link token is never in a URL
+    first = browser.get(page_url)
+    assert 'id="patient-link"' in first.text
+    again = browser.get(page_url)  # the reload
+    assert again.status_code == 200 and 'id="patient-link"' not in again.text
+    assert "shown once" in again.text
+    with sqlite_clinic.db.read() as s:
+        assert len(repo.sessions_of(s, p1)) == 1
+
+
+def test_the_kiosk_is_not_offered_on_an_answered_session(sqlite_clinic: Clinic) -> None:
+    token = new_link(sqlite_clinic)
+    client = Client(sqlite_clinic.app)
+    csrf = csrf_of(client.get(f"/f/{token}").text)
+    assert (
+        client.post(f"/f/{token}", data=dict(full_answers(5), csrf_token=csrf)).status_code == 200
+    )
+    browser = login(sqlite_clinic.app, "t1")
+    p1 = sqlite_clinic.patients["p1"]
+    browser.post(f"/patients/{p1}/sessions")  # a second, unanswered session
+    with sqlite_clinic.db.read() as s:
+        answered, fresh = repo.sessions_of(s, p1)
+    page = browser.get(f"/patients/{p1}").text
+    assert f'action="/sessions/{answered.id}/kiosk"' not in page
+    assert f'action="/sessions/{fresh.id}/kiosk"' in page
+    refused = browser.post(f"/sessions/{answered.id}/kiosk", follow_redirects=False)
+    assert refused.status_code == 409 and "already answered" in refused.text
+
+
 def test_kiosk_mode_logs_the_clinician_out_and_opens_the_form(sqlite_clinic: Clinic) -> None:
     browser = login(sqlite_clinic.app, "t1")
     browser.post(f"/patients/{sqlite_clinic.patients['p1']}/sessions")

@@ -453,6 +453,17 @@ def due_entries(s: Session, session: TherapySession, respondent: str) -> list[Sc
     return [e for e in patient.schedule if e.respondent == respondent and e.due(session.number)]
 
 
+def answered_sessions(s: Session, session_ids: Sequence[int]) -> set[int]:
+    """The sessions (of those given) whose client forms are in: any client response, the
+    same rule by which a second submission of the session is refused."""
+    if not session_ids:
+        return set()
+    query = select(Response.session_id).where(
+        Response.session_id.in_(session_ids), Response.respondent == "client"
+    )
+    return set(s.scalars(query.distinct()))
+
+
 def issue_link(
     s: Session, session: TherapySession, ttl: timedelta = LINK_TTL, kiosk: bool = False
 ) -> str:

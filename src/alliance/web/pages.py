@@ -29,6 +29,7 @@ from alliance.web.deps import (
 )
 from alliance.web.forms import SubmissionInvalid, build_form, score_answers
 from alliance.web.security import (
+    NEW_LINK_MAX_AGE,
     SESSION_MAX_AGE,
     SessionData,
     burn_verify_time,
@@ -395,6 +396,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
     folded = [a for a in alerts if not (a.state == "open" and a.status != "resolved")]
     status, reason, since = _status_of(patient)
     cutoff = charts.instrument_cutoff(primary) if primary else None
+    sessions = list(repo.sessions_of(s, patient.id))
     return {
         "patient": patient,
         "status": status,
@@ -402,7 +404,8 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
         "status_reason": reason,
         "status_since": since,
         "updating": bool(patient.alerts_stale),
-        "sessions": list(repo.sessions_of(s, patient.id)),
+        "sessions": sessions,
+        "answered": repo.answered_sessions(s, [x.id for x in sessions]),
         "table": table.to_dict("records"),
         "columns": columns,
         "answer_labels": monitoring.answer_labels(columns),
@@ -467,6 +470,9 @@ def qr_data_uri(url: str) -> str:
     return uri
 
 
+NEW_LINK_COOKIE = "alliance_new_link"  # carries a new link to the page that shows it once
+
+
 @router.post("/patients/{patient_id}/sessions", response_class=HTMLResponse)
 def new_session(
     patient_id: RowId,
@@ -474,7 +480,8 @@ def new_session(
     session_date: str = Form(""),
     ctx: Ctx = Depends(get_ctx),
 ) -> Response:
-    """Create the next session and a single-use patient link (shown once, with a QR code)."""
+    """Create the next session and a single-use patient link, then redirect (303) to the
+    page that shows the link once: reloading that page creates nothing."""
     ctx.check_csrf(csrf_token)
     user = ctx.require("therapist", "admin")
     try:
@@ -488,15 +495,35 @@ def new_session(
         repo.audit(s, user, "create", "session", session.id, patient_id=patient.id)
         if token:
             repo.audit(s, user, "create", "link", session.id, patient_id=patient.id)
+    page = f"/sessions/{session.id}/created"
+    response = ctx.redirect(page)
+    if token:  # the token travels to the one page that shows it, never in a URL
+        cookie = ctx.signer.dump_new_link(session.id, token)
+        response.set_cookie(NEW_LINK_COOKIE, cookie, max_age=NEW_LINK_MAX_AGE, path=page,
+                            httponly=True, samesite="strict",
+                            secure=ctx.request.url.scheme == "https")  # fmt: skip
+    return response
+
+
+@router.get("/sessions/{session_id}/created", response_class=HTMLResponse)
+def session_created(session_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
+    """The new session with its patient link and QR code, shown once (the cookie that
+    carries the link is deleted); a reload shows the session without the link."""
+    user = ctx.require("therapist", "admin")
+    token = ctx.signer.load_new_link(ctx.request.cookies.get(NEW_LINK_COOKIE), session_id)
+    with ctx.db.audited() as s:
+        session = visible_session(s, user, session_id)
+        patient = session.patient
+        scheduled = bool(repo.due_entries(s, session, "client"))
+        answered = bool(repo.answered_sessions(s, [session.id]))
+        repo.audit(s, user, "read", "session", session.id, patient_id=patient.id)
     url = str(ctx.request.base_url).rstrip("/") + f"/f/{token}" if token else None
-    return ctx.render(
-        "session_created.html",
-        patient=patient,
-        session=session,
-        url=url,
-        qr=qr_data_uri(url) if url else None,
-        token=token,
-    )
+    response = ctx.render(
+        "session_created.html", patient=patient, session=session, url=url,
+        qr=qr_data_uri(url) if url else None, token=token, scheduled=scheduled, answered=answered,
+    )  # fmt: skip
+    response.delete_cookie(NEW_LINK_COOKIE, path=f"/sessions/{session_id}/created")
+    return response
 
 
 @router.post("/sessions/{session_id}/kiosk")
@@ -506,6 +533,8 @@ def kiosk(session_id: RowId, csrf_token: str = Form(""), ctx: Ctx = Depends(get_
     user = ctx.require("therapist", "admin")
     with ctx.db.write() as s:
         session = visible_session(s, user, session_id)
+        if repo.answered_sessions(s, [session.id]):
+            raise HTTPException(409, "session_id: the patient has already answered this session")
         token = repo.issue_link(s, session, ttl=timedelta(minutes=30), kiosk=True)
         repo.audit(s, user, "create", "kiosk-link", session.id, patient_id=session.patient_id)
         # this device's clinician cookie stops working, even if restored; other devices stay

@@ -183,6 +183,10 @@ class SessionData:
     epoch: int = 0
 
 
+#: Seconds a new patient link can be shown after it was issued (once: see pages.new_session).
+NEW_LINK_MAX_AGE = 300
+
+
 class Signer:
     """Signs session cookies and derives CSRF tokens from one secret key."""
 
@@ -190,6 +194,23 @@ class Signer:
         self.secret_key = secret_key
         self._key = secret_key.encode("utf-8")
         self._cookies = URLSafeTimedSerializer(secret_key, salt="alliance-session")
+        self._links = URLSafeTimedSerializer(secret_key, salt="alliance-new-link")
+
+    def dump_new_link(self, session_id: int, token: str) -> str:
+        """Sign a just-issued patient link for the one page that shows it (a cookie)."""
+        return self._links.dumps({"s": session_id, "t": token})
+
+    def load_new_link(self, cookie: str | None, session_id: int) -> str | None:
+        """The link token in a cookie of :meth:`dump_new_link` for this session, if it is
+        genuine and at most :data:`NEW_LINK_MAX_AGE` seconds old; else None."""
+        if not cookie:
+            return None
+        try:
+            raw = self._links.loads(cookie, max_age=NEW_LINK_MAX_AGE)
+        except BadSignature:
+            return None
+        ok = isinstance(raw, dict) and raw.get("s") == session_id and isinstance(raw.get("t"), str)
+        return str(raw["t"]) if ok else None
 
     def dump_session(self, data: SessionData) -> str:
         """Serialise and sign a session."""
