@@ -145,11 +145,13 @@ def test_alerts_acknowledge_and_resolve_with_roles(clinic: Clinic) -> None:
     assert done.json()["status"] == "resolved"
     assert therapist.get("/api/v1/alerts").json() == []
     [kept] = therapist.get("/api/v1/alerts?open_only=false").json()
-    assert (kept["id"], kept["status"], kept["note"]) == (
-        alert_id,
-        "resolved",
-        "seen\ntalked it through",
-    )
+    assert (kept["id"], kept["status"], kept["note"]) == (alert_id, "resolved", "talked it through")
+    # each note an entry of its own, with author and time (issue 13, finding 10)
+    assert [(n["text"], n["author"]) for n in kept["notes"]] == [
+        ("seen", "t1"),
+        ("talked it through", "t1"),
+    ]
+    assert all(n["created_at"].endswith(("+00:00", "Z")) for n in kept["notes"])
     detail = therapist.get(f"/api/v1/patients/{clinic.patients['p1']}").json()
     assert detail["status"] == "steady"  # resolved by the clinician: stored as computed
     assert [a["status"] for a in detail["alerts"]] == ["resolved"]

@@ -44,6 +44,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Characters of one alert note (a clinician's sentence or paragraph, not a record).
+NOTE_MAX = 2000
+
+
 class Base(DeclarativeBase):
     """Declarative base of all clinic tables."""
 
@@ -303,6 +307,19 @@ class AuditPatient(Base):
 
 
 #: Tables the clinic may only read and append to (triggers; the grants of ``alliance db grant``).
+class AlertNote(Base):
+    """One clinician note on an alert, with its author and time (notes are entries, never
+    one growing text)."""
+
+    __tablename__ = "alert_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(String(NOTE_MAX))
+    author: Mapped[User | None] = relationship()
+
+
 APPEND_ONLY_TABLES = ("audit_log", "audit_log_patients")
 
 

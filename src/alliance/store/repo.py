@@ -17,13 +17,15 @@ from typing import Any, Protocol
 import pandas as pd
 from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from alliance.dynamics.episodes import EPISODE_COLUMNS
 from alliance.store.db import AUDIT_QUEUE
 from alliance.store.models import (
+    NOTE_MAX,
     ROLES,
     Alert,
+    AlertNote,
     ApiToken,
     AuditEntry,
     AuditPatient,
@@ -868,8 +870,8 @@ def set_alert_status(s: Session, alert: Alert, user: User, status: str, note: st
     the alert is already resolved."""
     if status not in ("acknowledged", "resolved"):
         raise ValueError("status: must be 'acknowledged' or 'resolved'")
-    if len(note) > 2000:
-        raise ValueError("note: must be at most 2000 characters")
+    if len(note.strip()) > NOTE_MAX:
+        raise ValueError(f"note: must be at most {NOTE_MAX} characters")
     if status == "resolved" and not note.strip():
         raise ValueError("note: a note is required to resolve an alert")
     if alert.status == "resolved":  # a resolved episode stays resolved (only escalation reopens)
@@ -880,7 +882,23 @@ def set_alert_status(s: Session, alert: Alert, user: User, status: str, note: st
     if status == "resolved":
         alert.resolved_at, alert.resolved_by = now, user.id
     alert.status = status
-    if note.strip():
-        alert.note = (alert.note + "\n" if alert.note else "") + note.strip()
+    if note.strip():  # an entry of its own; the alert keeps only the latest text
+        s.add(AlertNote(alert_id=alert.id, author_id=user.id, created_at=now, text=note.strip()))
+        alert.note = note.strip()
     s.flush()
     store_statuses(s, [alert.patient_id])  # a resolved episode no longer counts
+
+
+def alert_notes(s: Session, alert_ids: Sequence[int]) -> dict[int, list[AlertNote]]:
+    """The notes of each alert, oldest first, with their authors loaded."""
+    out: dict[int, list[AlertNote]] = {i: [] for i in alert_ids}
+    if alert_ids:
+        query = (
+            select(AlertNote)
+            .where(AlertNote.alert_id.in_(alert_ids))
+            .options(selectinload(AlertNote.author))
+            .order_by(AlertNote.alert_id, AlertNote.id)
+        )
+        for note in s.scalars(query):
+            out[note.alert_id].append(note)
+    return out

@@ -8,6 +8,7 @@ read: alert episodes and statuses are computed when answers are committed
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,15 @@ class PatientSummary(BaseModel):
     status_since: int | None = Field(description="session the status has held since")
 
 
+class NoteOut(BaseModel):
+    """One clinician note on an alert: its text, author (null for notes kept before authors
+    were recorded) and time."""
+
+    text: str
+    author: str | None
+    created_at: datetime
+
+
 class AlertOut(BaseModel):
     """An alert episode: what it rests on, how it evolved, and the clinician's workflow.
 
@@ -90,7 +100,8 @@ class AlertOut(BaseModel):
     guidance: str
     sources: str
     status: str
-    note: str
+    note: str = Field(description="The latest note (all of them, with authors: notes).")
+    notes: list[NoteOut] = Field(default_factory=list)
 
 
 class RuptureOut(BaseModel):
@@ -164,8 +175,14 @@ def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _alert_out(a: Any) -> AlertOut:
+def _note_out(n: Any) -> NoteOut:
+    author = n.author.username if n.author else None
+    return NoteOut(text=n.text, author=author, created_at=repo.aware(n.created_at))
+
+
+def _alert_out(a: Any, notes: Sequence[Any] = ()) -> AlertOut:
     return AlertOut(
+        notes=[_note_out(n) for n in notes],
         id=a.id,
         patient_id=a.patient_id,
         session=a.session,
@@ -262,6 +279,7 @@ def get_patient(
         table = monitoring.session_table(s, [patient.id])
         ruptures = repo.ruptures_of(s, [patient.id])
         alerts = repo.alerts_of(s, [patient.id])
+        notes = repo.alert_notes(s, [a.id for a in alerts])
         repo.audit(s, user, "read", "patient", patient.id, patient_id=patient.id, detail="api")
         records = [
             {str(k): _json_value(v) for k, v in row.items()} for row in table.to_dict("records")
@@ -285,7 +303,7 @@ def get_patient(
                 )
                 for r in ruptures
             ],
-            alerts=[_alert_out(a) for a in alerts],
+            alerts=[_alert_out(a, notes[a.id]) for a in alerts],
         )
 
 
@@ -372,7 +390,8 @@ def list_alerts(
         alerts = repo.alerts_of(s, ids, open_only=open_only)
         shown = [a.patient_id for a in alerts]
         repo.audit(s, user, "read", "alerts", detail=f"api {len(alerts)} alerts", patients=shown)
-        return [_alert_out(a) for a in alerts]
+        notes = repo.alert_notes(s, [a.id for a in alerts])
+        return [_alert_out(a, notes[a.id]) for a in alerts]
 
 
 def _update_alert(request: Request, user: User, alert_id: int, status: str, note: str) -> AlertOut:
@@ -390,7 +409,7 @@ def _update_alert(request: Request, user: User, alert_id: int, status: str, note
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         repo.audit(s, user, status, "alert", alert.id, patient_id=alert.patient_id, detail="api")
-        return _alert_out(alert)
+        return _alert_out(alert, repo.alert_notes(s, [alert.id])[alert.id])
 
 
 @router.post(

@@ -418,6 +418,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
         "ruptures": ruptures,
         "method_labels": charts.METHOD_LABELS,
         "alerts": alerts,
+        "notes": repo.alert_notes(s, [a.id for a in alerts]),
         "groups": episode_groups(current),
         "open_count": len(current),
         "folded": sorted(folded, key=lambda a: (-(a.closed_session or a.session), a.id)),
