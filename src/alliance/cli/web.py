@@ -64,9 +64,11 @@ def serve_command(
     """Run the clinic web application (migrates the database first)."""
     from alliance.store.migrate import SchemaNotCurrent
     from alliance.web.security import SecretKeyError
+    from alliance.web.settings import Settings, SettingsError
 
     _configure_logging()
     try:
+        Settings.from_env()  # a wrong setting stops here, before any worker starts
         if workers == 1:
             from alliance.web.app import create_app
 
@@ -74,7 +76,7 @@ def serve_command(
             where = app.state.db.engine.url.render_as_string()
         else:
             where = _prepare_workers(database_url, migrate)
-    except (SchemaNotCurrent, SecretKeyError) as exc:
+    except (SchemaNotCurrent, SecretKeyError, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"alliance clinic on http://{host}:{port}/  (database: {where})")

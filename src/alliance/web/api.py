@@ -338,11 +338,11 @@ def create_session(
         session = repo.create_session(s, patient, user)
         token = repo.issue_link(s, session) if repo.due_entries(s, session, "client") else None
         repo.audit(s, user, "create", "session", session.id, patient_id=patient.id, detail="api")
-        base = str(request.base_url).rstrip("/")
+        settings = request.app.state.settings
         return SessionCreated(
             session_id=session.id,
             number=session.number,
-            link=f"{base}/f/{token}" if token else None,
+            link=settings.link(token, request) if token else None,
             token=token,
         )
 

@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alliance.store import migrate, repo
@@ -30,6 +31,7 @@ from alliance.web import admin, api, i18n, openapi, pages, patient, reports
 from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
+from alliance.web.settings import Settings
 from alliance.web.submissions import SubmissionWriter
 
 HERE = Path(__file__).parent
@@ -44,9 +46,12 @@ class SecurityMiddleware:
     link token or patient id reaches the logs.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        headers = dict(SECURITY_HEADERS)
+        if hsts:  # served over https (ALLIANCE_PUBLIC_URL): browsers keep to https for a year
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +160,7 @@ def create_app(
         summary="Session-by-session monitoring of the therapeutic alliance.",
     )
     app.state.db = db
+    app.state.settings = settings = Settings.from_env()
     app.state.signer = Signer(secret_key or load_secret_key())
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     i18n.install(app.state.templates.env)
@@ -163,7 +169,9 @@ def create_app(
     # sweep picks up patients whose refresh was lost (e.g. a crash before it ran).
     app.state.analytics = AnalyticsWorker(db)
     app.state.writer = SubmissionWriter(db, on_commit=app.state.analytics.submit)
-    app.add_middleware(SecurityMiddleware)
+    app.add_middleware(SecurityMiddleware, hsts=settings.secure)
+    if settings.allowed_hosts != ("*",):  # outermost: a forged Host is refused first
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _api_docs(app)
     _add_handlers(app)

@@ -112,7 +112,7 @@ def set_session_cookie(
         max_age=SESSION_MAX_AGE,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=request.app.state.settings.cookie_secure(request),
         path="/",
     )
 

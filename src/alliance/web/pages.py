@@ -500,9 +500,9 @@ def new_session(
     response = ctx.redirect(page)
     if token:  # the token travels to the one page that shows it, never in a URL
         cookie = ctx.signer.dump_new_link(session.id, token)
+        secure = ctx.request.app.state.settings.cookie_secure(ctx.request)
         response.set_cookie(NEW_LINK_COOKIE, cookie, max_age=NEW_LINK_MAX_AGE, path=page,
-                            httponly=True, samesite="strict",
-                            secure=ctx.request.url.scheme == "https")  # fmt: skip
+                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
     return response
 
 
@@ -518,7 +518,7 @@ def session_created(session_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
         scheduled = bool(repo.due_entries(s, session, "client"))
         answered = bool(repo.answered_sessions(s, [session.id]))
         repo.audit(s, user, "read", "session", session.id, patient_id=patient.id)
-    url = str(ctx.request.base_url).rstrip("/") + f"/f/{token}" if token else None
+    url = ctx.request.app.state.settings.link(token, ctx.request) if token else None
     response = ctx.render(
         "session_created.html", patient=patient, session=session, url=url,
         qr=qr_data_uri(url) if url else None, token=token, scheduled=scheduled, answered=answered,
