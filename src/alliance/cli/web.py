@@ -1,4 +1,4 @@
-"""``alliance demo``, ``serve``, ``db upgrade``, ``db grant``, ``users create``."""
+"""``alliance demo``, ``serve``, ``db upgrade``, ``db grant`` and ``users ...`` (accounts)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,6 +18,10 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 users_app = typer.Typer(help="Clinic user accounts.", no_args_is_help=True)
 
 DEMO_PASSWORD = "demo-password"
+CLI = "cli"  # the audit log's actor for account changes made from the shell
+DATABASE_URL = typer.Option(
+    None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
+)
 
 
 def _configure_logging() -> None:
@@ -199,9 +203,7 @@ def create_user_command(
         ..., prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
     ),
     token: bool = typer.Option(False, help="Also issue an API bearer token (printed once)."),
-    database_url: str = typer.Option(
-        None, envvar="ALLIANCE_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
-    ),
+    database_url: str = DATABASE_URL,
 ) -> None:
     """Create a clinic user (and optionally an API token)."""
     from alliance.store import repo
@@ -222,11 +224,134 @@ def create_user_command(
             user = repo.create_user(
                 s, username, hash_password(password), role, display_name, sup_id
             )
-            repo.audit(s, None, "create", "user", user.id, actor="cli", detail=f"role={role}")
-            issued = repo.create_api_token(s, user, "cli") if token else None
+            repo.audit(s, None, "create", "user", user.id, actor=CLI, detail=f"role={role}")
+            issued = repo.issue_token(s, user, "cli", actor=CLI) if token else None
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"created {role} {username!r}")
     if issued:
         typer.echo(f"API token (shown once): {issued}")
+
+
+def _account_change(database_url: str | None, username: str, change: Any) -> Any:
+    """Run ``change(session, account)`` on the named account in one audited transaction;
+    a refused change (unknown user, bad field, last admin...) exits 2 and changes nothing."""
+    from alliance.store import repo
+    from alliance.store.db import Database
+    from alliance.store.migrate import upgrade
+
+    database = Database(database_url)
+    upgrade(database.engine)
+    try:
+        with database.write() as s:
+            return change(s, repo.account(s, username))
+    except (ValueError, LookupError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        database.dispose()
+
+
+@users_app.command("list")
+def list_users_command(database_url: str = DATABASE_URL) -> None:
+    """Every account: username, role, status and active API tokens."""
+    from alliance.store import repo
+    from alliance.store.db import Database
+    from alliance.store.migrate import upgrade
+
+    database = Database(database_url)
+    upgrade(database.engine)
+    with database.read() as s:
+        tokens = repo.active_token_counts(s)
+        for user in repo.list_users(s):
+            status = "active" if user.active else "deactivated"
+            typer.echo(f"{user.username}\t{user.role}\t{status}\t{tokens.get(user.id, 0)} token(s)")
+    database.dispose()
+
+
+@users_app.command("deactivate")
+def deactivate_command(
+    username: str = typer.Argument(..., help="Login name."), database_url: str = DATABASE_URL
+) -> None:
+    """Deactivate an account: its sessions end and its API tokens are revoked."""
+    from alliance.store import repo
+
+    _account_change(database_url, username, lambda s, u: repo.set_active(s, u, False, actor=CLI))
+    typer.echo(f"deactivated {username!r}")
+
+
+@users_app.command("reactivate")
+def reactivate_command(
+    username: str = typer.Argument(..., help="Login name."), database_url: str = DATABASE_URL
+) -> None:
+    """Let a deactivated account log in again (its old tokens stay revoked)."""
+    from alliance.store import repo
+
+    _account_change(database_url, username, lambda s, u: repo.set_active(s, u, True, actor=CLI))
+    typer.echo(f"reactivated {username!r}")
+
+
+@users_app.command("set-role")
+def set_role_command(
+    username: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Argument(..., help="admin, supervisor, therapist or researcher."),
+    supervisor: str = typer.Option("", help="Username of the supervisor (therapists)."),
+    database_url: str = DATABASE_URL,
+) -> None:
+    """Change an account's role (and a therapist's supervisor)."""
+    from alliance.store import repo
+
+    def change(s: Any, user: Any) -> None:
+        chief = repo.account(s, supervisor).id if supervisor else None
+        repo.set_role(s, user, role, chief, actor=CLI)
+
+    _account_change(database_url, username, change)
+    typer.echo(f"{username!r} is now {role}")
+
+
+@users_app.command("reset-password")
+def reset_password_command(
+    username: str = typer.Argument(..., help="Login name."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="At least 8 characters."
+    ),
+    database_url: str = DATABASE_URL,
+) -> None:
+    """Set a new password; the account's sessions end and its API tokens are revoked."""
+    from alliance.store import repo
+    from alliance.web.security import hash_password
+
+    def change(s: Any, user: Any) -> None:
+        repo.set_password(s, user, hash_password(password), actor=CLI)
+
+    _account_change(database_url, username, change)
+    typer.echo(f"new password set for {username!r}; their sessions and tokens ended")
+
+
+@users_app.command("token")
+def token_command(
+    username: str = typer.Argument(..., help="Login name."),
+    name: str = typer.Option("cli", help="A label for the token (e.g. the script using it)."),
+    database_url: str = DATABASE_URL,
+) -> None:
+    """Issue an API bearer token to an existing account (printed once)."""
+    from alliance.store import repo
+
+    issued = _account_change(
+        database_url, username, lambda s, u: repo.issue_token(s, u, name[:64], actor=CLI)
+    )
+    typer.echo(f"API token (shown once): {issued}")
+
+
+@users_app.command("revoke-tokens")
+def revoke_tokens_command(
+    username: str = typer.Argument(..., help="Login name."), database_url: str = DATABASE_URL
+) -> None:
+    """Revoke every API token of an account."""
+    from alliance.store import repo
+
+    revoked = _account_change(
+        database_url, username, lambda s, u: repo.revoke_tokens(s, u, actor=CLI)
+    )
+    typer.echo(f"revoked {revoked} token(s) of {username!r}")

@@ -217,6 +217,141 @@ def revoke_api_tokens(s: Session, user_id: int) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+# -- account changes (the admin pages and `alliance users` share these rules) -------------
+def account(s: Session, username: str) -> User:
+    """The user with this username, active or not (raises :class:`NotFound`)."""
+    user = s.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"username: no user named {username!r}")
+    return user
+
+
+def account_by_id(s: Session, user_id: int) -> User:
+    """The user with this id, active or not (raises :class:`NotFound`)."""
+    user = s.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def _keep_an_admin(s: Session, user: User, change: str) -> None:
+    """Refuse a change that would leave the clinic without an active admin. The admin
+    rows are locked (PostgreSQL), so two admins cannot each remove the other at once."""
+    if user.role != "admin" or not user.active:
+        return
+    admins = s.scalars(
+        select(User.id).where(User.role == "admin", User.active.is_(True)).with_for_update()
+    ).all()
+    if list(admins) == [user.id]:
+        raise Conflict(f"{change}: {user.username!r} is the last active admin")
+
+
+def _keep_dependants(s: Session, user: User, change: str) -> None:
+    """Refuse taking away a therapist who still has patients (their alerts would reach no
+    therapist) or a supervisor who still has a team; reassign them first."""
+    if user.role == "therapist":
+        held = s.scalar(select(func.count(Patient.id)).where(Patient.therapist_id == user.id))
+        if held:
+            raise Conflict(
+                f"{change}: {user.username!r} still has {held} patient(s); "
+                "assign them to another therapist first"
+            )
+    if user.role == "supervisor":
+        team = s.scalar(
+            select(func.count(User.id)).where(User.supervisor_id == user.id, User.active.is_(True))
+        )
+        if team:
+            raise Conflict(
+                f"{change}: {user.username!r} still supervises {team} therapist(s); "
+                "give them another supervisor first"
+            )
+
+
+def set_active(
+    s: Session, user: User, active: bool, by: User | None = None, actor: str | None = None
+) -> None:
+    """Deactivate (or reactivate) an account. Deactivating ends its sessions and revokes
+    its API tokens; the last active admin, a therapist with patients and a supervisor with
+    a team are refused with :class:`Conflict`. Audited."""
+    if user.active == active:
+        return
+    if not active:
+        _keep_an_admin(s, user, "active")
+        _keep_dependants(s, user, "active")
+        end_sessions(s, user.id)
+        revoke_api_tokens(s, user.id)
+    user.active = active
+    audit(s, by, "activate" if active else "deactivate", "user", user.id, actor=actor)
+
+
+def set_role(
+    s: Session,
+    user: User,
+    role: str,
+    supervisor_id: int | None = None,
+    by: User | None = None,
+    actor: str | None = None,
+) -> None:
+    """Change an account's role (and a therapist's supervisor). Demoting the last active
+    admin, or a therapist or supervisor others depend on, is refused. Audited."""
+    if role not in ROLES:
+        raise ValueError(f"role: must be one of {', '.join(ROLES)} (got {role!r})")
+    if supervisor_id is not None:
+        chief = s.get(User, supervisor_id)
+        if role != "therapist":
+            raise ValueError("supervisor_id: only therapists have a supervisor")
+        if chief is None or chief.role != "supervisor" or not chief.active:
+            raise ValueError("supervisor_id: not an active supervisor")
+    if role != user.role:
+        _keep_an_admin(s, user, "role")
+        _keep_dependants(s, user, "role")
+    detail = f"role {user.role}->{role}; supervisor {user.supervisor_id}->{supervisor_id}"
+    user.role, user.supervisor_id = role, supervisor_id
+    audit(s, by, "update", "user", user.id, detail=detail, actor=actor)
+
+
+def set_password(
+    s: Session, user: User, password_hash: str, by: User | None = None, actor: str | None = None
+) -> None:
+    """Replace an account's password (hashed by the caller); ends its sessions and revokes
+    its API tokens, since a reset usually follows a lost or leaked password. Audited."""
+    user.password_hash = password_hash
+    end_sessions(s, user.id)
+    revoked = revoke_api_tokens(s, user.id)
+    audit(
+        s, by, "reset-password", "user", user.id, detail=f"{revoked} token(s) revoked", actor=actor
+    )
+
+
+def revoke_tokens(s: Session, user: User, by: User | None = None, actor: str | None = None) -> int:
+    """Revoke every API token of an account (audited); returns how many were active."""
+    revoked = revoke_api_tokens(s, user.id)
+    audit(s, by, "revoke", "api-token", user.id, detail=f"{revoked} token(s)", actor=actor)
+    return revoked
+
+
+def issue_token(
+    s: Session, user: User, name: str, by: User | None = None, actor: str | None = None
+) -> str:
+    """Issue an API token to an active account (audited; the token is returned once)."""
+    if not user.active:
+        raise Conflict(f"username: {user.username!r} is deactivated")
+    token = create_api_token(s, user, name)
+    audit(s, by, "create", "api-token", user.id, detail=name[:64], actor=actor)
+    return token
+
+
+def active_token_counts(s: Session) -> dict[int, int]:
+    """Active (unrevoked, unexpired) API tokens per user id."""
+    live = (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > utcnow())
+    query = (
+        select(ApiToken.user_id, func.count(ApiToken.id))
+        .where(ApiToken.revoked.is_(False), live)
+        .group_by(ApiToken.user_id)
+    )
+    return {user_id: count for user_id, count in s.execute(query)}
+
+
 def end_device_session(s: Session, nonce: str, expires_at: datetime) -> None:
     """End one session cookie (by its nonce, stored hashed) before it expires; forgets the
     ended sessions whose cookies have expired anyway."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException
 from fastapi.responses import HTMLResponse, Response
@@ -64,8 +65,9 @@ def _page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
             status_code=status,
             users=users,
             patients=patients,
-            therapists=[u for u in users if u.role == "therapist"],
-            supervisors=[u for u in users if u.role == "supervisor"],
+            therapists=[u for u in users if u.role == "therapist" and u.active],
+            supervisors=[u for u in users if u.role == "supervisor" and u.active],
+            tokens=repo.active_token_counts(s),
             roles=ROLES,
             choices=schedule_choices(),
             default_schedule=DEFAULT_SCHEDULE,
@@ -110,6 +112,84 @@ def create_user(
     except ValueError as exc:
         return _page(ctx, str(exc), 422)
     return ctx.redirect("/admin")
+
+
+def _change_account(
+    ctx: Ctx, csrf_token: str, user_id: int, change: Callable[[Session, User, User], None]
+) -> Response:
+    """Apply ``change(session, account, admin)`` to one account: 404 for an unknown id,
+    422 for a bad field, 409 for a change the account rules refuse (see ``repo.set_*``)."""
+    ctx.check_csrf(csrf_token)
+    admin = ctx.require("admin")
+    try:
+        with ctx.db.write() as s:
+            change(s, repo.account_by_id(s, user_id), admin)
+    except repo.NotFound:
+        raise HTTPException(404, "user_id: no such user") from None
+    except repo.Conflict as exc:
+        return _page(ctx, str(exc), 409)
+    except ValueError as exc:
+        return _page(ctx, str(exc), 422)
+    return ctx.redirect("/admin")
+
+
+@router.post("/admin/users/{user_id}/role", response_class=HTMLResponse)
+def change_role(
+    user_id: RowId,
+    role: str = Form(""),
+    supervisor_id: str = Form(""),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Change an account's role and (for a therapist) supervisor."""
+
+    def change(s: Session, user: User, admin: User) -> None:
+        supervisor = form_row_id("supervisor_id", supervisor_id.strip())
+        repo.set_role(s, user, role, supervisor if role == "therapist" else None, by=admin)
+
+    return _change_account(ctx, csrf_token, user_id, change)
+
+
+@router.post("/admin/users/{user_id}/password", response_class=HTMLResponse)
+def reset_password(
+    user_id: RowId,
+    password: str = Form(""),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Set a new password; the account's sessions end and its API tokens are revoked."""
+
+    def change(s: Session, user: User, admin: User) -> None:
+        repo.set_password(s, user, hash_password(password), by=admin)
+
+    return _change_account(ctx, csrf_token, user_id, change)
+
+
+@router.post("/admin/users/{user_id}/active", response_class=HTMLResponse)
+def change_active(
+    user_id: RowId,
+    active: Literal["0", "1"] = Form(...),
+    csrf_token: str = Form(""),
+    ctx: Ctx = Depends(get_ctx),
+) -> Response:
+    """Deactivate (``active=0``: sessions end, tokens revoked) or reactivate an account."""
+
+    def change(s: Session, user: User, admin: User) -> None:
+        repo.set_active(s, user, active == "1", by=admin)
+
+    return _change_account(ctx, csrf_token, user_id, change)
+
+
+@router.post("/admin/users/{user_id}/tokens/revoke", response_class=HTMLResponse)
+def revoke_tokens(
+    user_id: RowId, csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)
+) -> Response:
+    """Revoke every API token of an account."""
+
+    def change(s: Session, user: User, admin: User) -> None:
+        repo.revoke_tokens(s, user, by=admin)
+
+    return _change_account(ctx, csrf_token, user_id, change)
 
 
 def _therapist(s: Session, user_id: int | None) -> User:
