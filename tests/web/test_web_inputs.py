@@ -90,6 +90,31 @@ def test_unknown_language_is_refused(clinic: Clinic) -> None:
     assert "lang" in response.text
 
 
+def test_an_unknown_language_in_the_answers_is_refused_and_keeps_the_link(
+    clinic: Clinic,
+) -> None:
+    token = new_link(clinic)
+    client = Client(clinic.app)
+    csrf = csrf_of(client.get(f"/f/{token}").text)
+    for bad in ("tlh", "xx-unknown", "DE"):
+        page = client.post(f"/f/{token}", data={"csrf_token": csrf, "lang": bad, **full_answers()})
+        assert page.status_code == 422, bad
+        assert "lang" in page.text and "must be one of de, en" in page.text
+    api = client.post(
+        f"/api/v1/links/{token}/responses", json={"answers": {**full_answers(), "lang": "tlh"}}
+    )
+    assert api.status_code == 422
+    assert any(p["field"] == "lang" for p in api.json()["detail"])
+    _link_usable(clinic, token)
+    assert _responses(clinic) == 0
+
+    # An offered language is stored with the answers.
+    stored = client.post(f"/f/{token}", data={"csrf_token": csrf, "lang": "de", **full_answers()})
+    assert stored.status_code == 200
+    with clinic.db.read() as s:
+        assert set(s.scalars(select(Response.language))) == {"de"}
+
+
 # -- finding 5: ids ---------------------------------------------------------------------------
 def test_unknown_and_foreign_sessions_are_the_same_404(clinic: Clinic) -> None:
     token = new_link(clinic, "p2")  # a session of t2's patient

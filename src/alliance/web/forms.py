@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,14 +95,29 @@ class SubmissionInvalid(ValueError):
         super().__init__(f"{instrument_id}: {text}")
 
 
-LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+def form_languages(instrument_ids: Iterable[str], patient_language: str) -> set[str]:
+    """The languages a session's forms can be shown in: the patient's own, every chrome
+    catalogue and every installed wording of the due instruments."""
+    from alliance.web import i18n
+
+    found = {patient_language, *i18n.available()}
+    for instrument_id in instrument_ids:
+        found.update(installed_languages(instrument_id))
+    return found
 
 
-def language_or(requested: str | None, default: str) -> str:
-    """The requested language tag when well formed (BCP 47 shape), else the default."""
-    if requested and LANGUAGE_TAG.fullmatch(requested):
-        return requested
-    return default
+def language_issue(requested: str | None, offered: Iterable[str]) -> FieldIssue | None:
+    """The broken rule when a submission names a language its forms are not offered in
+    (none named: the patient's own language is recorded).
+
+    >>> language_issue("de", {"en", "de"}) is None, language_issue(None, {"en"}) is None
+    (True, True)
+    >>> language_issue("tlh", {"en", "de"}).rule
+    'must be one of de, en'
+    """
+    if not requested or requested in offered:
+        return None
+    return FieldIssue("lang", requested, f"must be one of {', '.join(sorted(offered))}")
 
 
 def installed_text(instrument_id: str, language: str) -> dict[int, str] | None:

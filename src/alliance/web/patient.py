@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from alliance.store import repo
 from alliance.store.db import Database
 from alliance.web import i18n
-from alliance.web.forms import FormView, build_form, installed_languages, language_or
+from alliance.web.forms import FormView, build_form, form_languages, installed_languages
 from alliance.web.i18n import N_
 from alliance.web.security import Signer
 from alliance.web.submissions import LinkProblem, Stored, SubmissionWriter
@@ -42,10 +42,7 @@ def _forms_for(db: Database, token: str, language: str | None) -> tuple[int, lis
         link = repo.open_link(s, token)
         session = link.session
         entries = repo.due_entries(s, session, "client")
-        # A language is offered when the page chrome or a form's wording exists in it.
-        offered = {*i18n.available(), session.patient.language}
-        for e in entries:
-            offered.update(installed_languages(e.instrument_id))
+        offered = form_languages((e.instrument_id for e in entries), session.patient.language)
         lang = check_language(language, offered) or session.patient.language
         forms = [build_form(e.instrument_id, e.form_id, lang) for e in entries]
         return session.id, forms, link.kiosk
@@ -127,7 +124,7 @@ async def submit_patient_form(request: Request, token: str) -> Response:
     writer: SubmissionWriter = request.app.state.writer
     outcome = await writer.submit(token, data, "link")
     if isinstance(outcome, Stored):
-        language = language_or(data.get("lang"), "en")
+        language = data.get("lang") or "en"  # the writer refused a language not offered
         chrome = language if language in i18n.available() else "en"
         return HTMLResponse(_thank_you(templates, outcome.kiosk, chrome))
     if isinstance(outcome, LinkProblem):

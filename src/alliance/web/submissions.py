@@ -39,7 +39,14 @@ from alliance.store.models import (
     TherapySession,
     utcnow,
 )
-from alliance.web.forms import FieldIssue, Scored, SubmissionInvalid, language_or, score_batch
+from alliance.web.forms import (
+    FieldIssue,
+    Scored,
+    SubmissionInvalid,
+    form_languages,
+    language_issue,
+    score_batch,
+)
 
 log = logging.getLogger("alliance.web")
 MAX_BATCH = 256
@@ -280,6 +287,13 @@ class SubmissionWriter:
                 groups[key].append(i)
         results: dict[int, list[tuple[str, str, Scored]]] = {i: [] for i in usable}
         issues: dict[int, list[FieldIssue]] = defaultdict(list)
+        for i in usable:
+            info = links[batch[i].token_hash]
+            assert isinstance(info, _LinkInfo)
+            offered = form_languages((key[0] for key in info.entries), info.language)
+            wrong = language_issue(batch[i].data.get("lang"), offered)
+            if wrong:
+                issues[i].append(wrong)
         for (instrument_id, form_id), members in groups.items():
             verdicts = score_batch(instrument_id, form_id, [batch[i].data for i in members])
             for i, verdict in zip(members, verdicts, strict=True):
@@ -325,7 +339,7 @@ class SubmissionWriter:
             if info.link_id not in consumed:
                 outcomes[i] = LinkProblem("used")
                 continue
-            language = language_or(batch[i].data.get("lang"), info.language)
+            language = batch[i].data.get("lang") or info.language  # checked in _score
             source = "kiosk" if info.kiosk else batch[i].source
             for instrument_id, form_id, result in scored[i]:
                 responses.append(

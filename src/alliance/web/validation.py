@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path
 
+from alliance.web.forms import language_issue
+
 # Row ids are PostgreSQL ``integer``s: a larger id names no row and is refused (422).
 DB_ID_MAX = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a row id (1 .. 2**31-1)")]
@@ -17,7 +19,7 @@ RowId = Annotated[int, Path(ge=1, le=DB_ID_MAX, description="a row id (1 .. 2**3
 
 def check_language(requested: str | None, allowed: set[str]) -> str | None:
     """The requested language if it is one of ``allowed`` (None if not requested); else
-    422 naming ``lang`` and the languages offered.
+    422 naming ``lang`` and the languages offered (the rule: :func:`forms.language_issue`).
 
     >>> check_language("en", {"en", "de"})
     'en'
@@ -26,12 +28,10 @@ def check_language(requested: str | None, allowed: set[str]) -> str | None:
     ...
     fastapi.exceptions.HTTPException: 422: lang: must be one of en (got an unknown language)
     """
-    if requested is None or requested == "":
-        return None
-    if requested not in allowed:
-        offered = ", ".join(sorted(allowed))
-        raise HTTPException(422, f"lang: must be one of {offered} (got an unknown language)")
-    return requested
+    wrong = language_issue(requested, allowed)
+    if wrong:
+        raise HTTPException(422, f"lang: {wrong.rule} (got an unknown language)")
+    return requested or None
 
 
 # A schedule interval longer than any course of therapy is a typo; 1000 sessions is ample
