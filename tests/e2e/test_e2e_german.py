@@ -1,5 +1,5 @@
 """In a real browser, in German: a clinician whose browser asks for German sees the German
-chrome; a patient opens a link in German, answers with German buttons and instructions and
+chrome (login, caseload, patient page, new session); a patient opens a link in German, answers with German buttons and instructions and
 gets the German thank-you page; axe-core checks the German pages (WCAG A/AA, incl. lang)."""
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ def _german_link(browser: Any, server: Server) -> str:
     page.wait_for_url("**/caseload")
     assert page.locator("html").get_attribute("lang") == "de"
     assert page.get_by_role("button", name="Abmelden").is_visible()
+    assert page.get_by_role("heading", name="Fallliste").is_visible()
     page.goto(f"{server.url}/patients/{server.patient_id}")
-    page.get_by_role("button", name="New session and patient link").click()
+    assert page.get_by_role("heading", name="Offene Hinweise").is_visible()
+    page.get_by_role("button", name="Neue Sitzung und Link für die Patient:in").click()
+    assert page.get_by_text("Geben Sie der Patient:in diesen Einmal-Link.").is_visible()
     link = str(page.locator("#patient-link").get_attribute("href"))
     context.close()
     return link + "?lang=de"
@@ -64,6 +67,14 @@ def test_german_pages_pass_axe(server: Server, browser: Any) -> None:
     page = context.new_page()
     page.goto(server.url + "/login")
     assert violations(page) == [], "login (de)"
+    page.get_by_label("Benutzername").fill("ther")
+    page.get_by_label("Passwort").fill(PASSWORD)
+    page.get_by_role("button", name="Anmelden").click()
+    page.wait_for_url("**/caseload")
+    assert violations(page) == [], "caseload (de)"
+    page.goto(f"{server.url}/patients/{server.patient_id}")
+    assert violations(page) == [], "patient page (de)"
+    page.get_by_role("button", name="Abmelden").click()
     page.goto(link)
     assert page.locator("html").get_attribute("lang") == "de"
     assert violations(page) == [], "patient form (de)"

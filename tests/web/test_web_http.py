@@ -6,13 +6,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
+from live_server import free_port, start_server
 from sqlalchemy import text
-from webclinic import Client, Clinic, full_answers, new_link
+from webclinic import SECRET, Client, Clinic, full_answers, new_link, seed
 
-from alliance.web.app import MAX_BODY
+from alliance.web.app import MAX_BODY, create_app
+
+HUNDRED_MB = 100 * 1024 * 1024
 
 
 def _chunks(total: int) -> Iterator[bytes]:
@@ -118,3 +123,52 @@ def test_api_docs_list_every_operation_without_any_script(sqlite_clinic: Clinic)
     for path, item in client.get("/api/openapi.json").json()["paths"].items():
         for method in item:
             assert f"<code>{method.upper()} {path}</code>" in page.text
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM, Linux) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc (Linux only)")
+
+
+@pytest.mark.slow
+def test_100_mb_chunked_bodies_under_uvicorn_are_refused_without_buffering(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Finding 3 on the real server: a 100 MB chunked form and a 100 MB chunked JSON to a
+    valid link get 413 with the security headers, nothing is stored, the link still works,
+    and the server's peak memory grows by far less than the body (it was +300 MB)."""
+    app = create_app(sqlite_url, secret_key=SECRET)
+    clinic = seed(app)
+    token = new_link(clinic)
+    app.state.db.dispose()
+    env = {"ALLIANCE_DATABASE_URL": sqlite_url, "ALLIANCE_SECRET_KEY": SECRET}
+    port = free_port()
+    server = start_server(port, {**env, "ALLIANCE_HOME": str(tmp_path)})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            assert client.get(f"/f/{token}").status_code == 200  # warm: templates, imports
+            before = _peak_rss_mib(server.pid)
+            sent = [
+                (f"/f/{token}", _chunks(HUNDRED_MB), "application/x-www-form-urlencoded"),
+                (f"/api/v1/links/{token}/responses", _json_chunks(HUNDRED_MB), "application/json"),
+            ]
+            for url, body, kind in sent:
+                reply = client.post(url, content=body, headers={"content-type": kind})
+                assert reply.status_code == 413, url
+                assert "at most" in reply.json()["detail"]
+                assert "content-security-policy" in reply.headers
+            grown = _peak_rss_mib(server.pid) - before
+            print(f"server peak memory grew {grown:.1f} MiB for two 100 MB bodies")
+            assert grown < 32, f"peak memory grew {grown:.0f} MiB"
+            assert client.get(f"/f/{token}").status_code == 200  # the link is unused
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    check = create_app(sqlite_url, secret_key=SECRET)
+    with check.state.db.read() as s:
+        assert s.scalar(text("SELECT count(*) FROM responses")) == 0
+    check.state.db.dispose()

@@ -262,15 +262,15 @@ def test_patient_page_leads_with_status_and_groups_open_episodes(
     alerts = main[main.index('id="alerts"') : main.index('id="traj-h"')]
     open_part, folded = alerts.split('<details class="folded"', 1)
     # grouped by kind: the group with the high episode first, newest first within it
-    assert re.findall(r"<h3 id=\"group-\d+-h\">([^<]+)<", open_part) == [
-        "Ruptures ",
-        "Below the cutoff ",
+    assert re.findall(r"<h3 id=\"group-\d+-h\"><span lang=\"en\">([^<]+)<", open_part) == [
+        "Ruptures",
+        "Below the cutoff",
     ]
     assert open_part.index("Possible rupture") < open_part.index("Earlier rupture")
     card = open_part.split("Possible rupture", 1)[1].split("</article>", 1)[0]
     assert "since session 3" in card and "escalated at session 3" in card
-    assert "Why:</strong> WAI-SR total fell from 4.25 to 2.00 at session 3." in card
-    assert "Guidance:</strong> Guidance on rupture." in card
+    assert 'Why:</strong> <span lang="en">WAI-SR total fell from 4.25 to 2.00 at session 3.' in card
+    assert 'Guidance:</strong> <span lang="en">Guidance on rupture.' in card
     assert '<details class="stats"><summary>Statistics</summary>' in card
     assert "Statistics of rupture at session 3: threshold 0.44." in card
     sources = card.split('<details class="sources">', 1)[1].split("</details>", 1)[0]

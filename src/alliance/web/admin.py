@@ -13,6 +13,7 @@ from alliance.instruments import list_instruments
 from alliance.store import repo
 from alliance.store.models import ROLES, User
 from alliance.web.deps import Ctx, get_ctx
+from alliance.web.forms import form_languages
 from alliance.web.security import hash_password
 from alliance.web.validation import EVERY_MAX, RowId, check_text, form_row_id
 
@@ -37,6 +38,12 @@ def schedule_choices() -> list[dict[str, Any]]:
                 }
             )
     return choices
+
+
+def patient_languages() -> list[str]:
+    """The languages a patient's forms can be set to: the chrome catalogues and every
+    installed wording of a schedulable instrument."""
+    return sorted(form_languages({c["value"].split(":")[0] for c in schedule_choices()}, "en"))
 
 
 def parse_schedule(values: list[str], every: int) -> list[repo.ScheduleSpec]:
@@ -70,6 +77,7 @@ def _page(ctx: Ctx, error: str | None = None, status: int = 200) -> Response:
             tokens=repo.active_token_counts(s),
             roles=ROLES,
             choices=schedule_choices(),
+            patient_languages=patient_languages(),
             default_schedule=DEFAULT_SCHEDULE,
             error=error,
         )
@@ -215,11 +223,13 @@ def create_patient(
     admin = ctx.require("admin")
     try:
         check_text("code", code, 64)
-        check_text("language", language, 16)
+        offered = patient_languages()
+        if language not in offered:
+            raise ValueError(f"language: must be one of {', '.join(offered)}")
         specs = parse_schedule(schedule, every)
         with ctx.db.write() as s:
             therapist = _therapist(s, form_row_id("therapist_id", therapist_id.strip()))
-            patient = repo.create_patient(s, code, therapist, specs, language.strip() or "en")
+            patient = repo.create_patient(s, code, therapist, specs, language)
             repo.audit(s, admin, "create", "patient", patient.id, patient_id=patient.id)
     except ValueError as exc:
         return _page(ctx, str(exc), 422)

@@ -69,13 +69,6 @@ class FieldIssue:
     value: str
     rule: str
 
-    def message(self, questions: Mapping[str, Question]) -> str:
-        """A readable message naming the question and the rule."""
-        question = questions.get(self.field)
-        where = f"Question {question.number}" if question else self.field
-        shown = f" (you gave {self.value!r})" if self.value not in ("", "nan", "None") else ""
-        return f"{where}: {self.rule}{shown}."
-
 
 @dataclass
 class Scored:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,16 @@ def issue_message(lang: str, number: int | None, field: str, value: str, rule: s
         "rule": text,
         "value": repr(value),
     }
+
+
+def field_issue_message(lang: str, issue: Any, questions: Mapping[str, Any]) -> str:
+    """:func:`issue_message` for a :class:`~alliance.web.forms.FieldIssue` of a form whose
+    questions (by field name) give the question number; chrome English if ``lang`` has
+    no catalogue."""
+    question = questions.get(issue.field)
+    chrome = lang if lang in available() else DEFAULT
+    number = question.number if question else None
+    return issue_message(chrome, number, issue.field, issue.value, issue.rule)
 
 
 @pass_context

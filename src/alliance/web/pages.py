@@ -19,7 +19,7 @@ from alliance.dynamics.status import STATUS_LEVELS
 from alliance.instruments import alliance_measures, get_instrument
 from alliance.store import reads, repo
 from alliance.store.models import Alert, Patient, TherapySession, User, utcnow
-from alliance.web import charts, monitoring
+from alliance.web import charts, i18n, monitoring
 from alliance.web.deps import (
     Ctx,
     RefusedPatient,
@@ -28,6 +28,7 @@ from alliance.web.deps import (
     set_session_cookie,
 )
 from alliance.web.forms import SubmissionInvalid, build_form, score_answers
+from alliance.web.i18n import N_
 from alliance.web.security import (
     NEW_LINK_MAX_AGE,
     SESSION_MAX_AGE,
@@ -132,7 +133,7 @@ def logout(csrf_token: str = Form(""), ctx: Ctx = Depends(get_ctx)) -> Response:
 
 # -- caseload ----------------------------------------------------------------------------
 CASELOAD_PAGE = 50  # patients per caseload page
-STATUS_LABELS = {"act": "Act", "watch": "Watch", "steady": "Steady"}
+STATUS_LABELS = {"act": N_("Act"), "watch": N_("Watch"), "steady": N_("Steady")}
 KIND_LABELS = {
     "rupture": "Ruptures",
     "self_reported_rupture": "Ruptures the patient reported",
@@ -600,7 +601,8 @@ def _store_therapist_form(request: Request, session_id: int, data: dict[str, str
         scored = [(e, score_answers(e.instrument_id, e.form_id, data)) for e in entries]
     except SubmissionInvalid as exc:
         questions = {q.name: q for f in forms for q in f.questions}
-        errors = [i.message(questions) for i in exc.issues]
+        lang = i18n.negotiate(request.headers.get("accept-language"))
+        errors = [i18n.field_issue_message(lang, i, questions) for i in exc.issues]
         return ctx.render(
             "therapist_form.html",
             status_code=422,

@@ -132,14 +132,6 @@ async def submit_patient_form(request: Request, token: str) -> Response:
     return await run_in_threadpool(_rerender, request, token, data, outcome.issues, 422)
 
 
-def _issue(issue: Any, questions: dict[str, Any], language: str) -> str:
-    """One broken rule for the patient, in the chrome language of the form."""
-    question = questions.get(issue.field)
-    number = question.number if question else None
-    chrome = language if language in i18n.available() else "en"
-    return i18n.issue_message(chrome, number, issue.field, issue.value, issue.rule)
-
-
 def _rerender(
     request: Request, token: str, data: dict[str, str], issues: list[Any], status: int
 ) -> Response:
@@ -150,5 +142,8 @@ def _rerender(
         return _problem(request.app.state.templates, request, exc.reason)
     questions = {q.name: q for f in forms for q in f.questions}
     language = forms[0].language if forms else "en"
-    errors = [i if isinstance(i, str) else _issue(i, questions, language) for i in issues]
+    errors = [
+        i if isinstance(i, str) else i18n.field_issue_message(language, i, questions)
+        for i in issues
+    ]
     return _page(request, token, forms, errors, data, status)
