@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+from instrument_files import keyed_calpas
 
 from .test_score_cli import run
 
@@ -54,24 +54,7 @@ def test_text_pack_add_installs_and_rejects_mismatch(alliance_home: Path, tmp_pa
 
 
 def test_a_key_override_makes_calpas_scorable(alliance_home: Path, tmp_path: Path) -> None:
-    # A made-up key (not the licensed one): items 1-6, 7-12, 13-18, 19-24 per scale.
-    shipped = (resources.files("alliance.instruments") / "data" / "calpas.toml").read_text()
-    scales = [
-        "patient_commitment",
-        "patient_working_capacity",
-        "therapist_understanding",
-        "working_strategy_consensus",
-    ]
-    lines = []
-    item = 0
-    for line in shipped.splitlines():
-        if line.startswith("number = "):
-            item = int(line.split("=")[1])
-        if line.startswith("scores = []"):
-            line = f'scores = ["{scales[(item - 1) // 6]}"]'
-        lines.append(line)
-    key = tmp_path / "calpas-key.toml"
-    key.write_text("\n".join(lines))
+    key = keyed_calpas(tmp_path)
     answers = tmp_path / "calpas.csv"
     pd.DataFrame({f"calpas_{i}": [(i - 1) // 6 + 1] for i in range(1, 25)}).to_csv(
         answers, index=False

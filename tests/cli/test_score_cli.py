@@ -162,8 +162,8 @@ def test_chunked_scoring_reports_errors_from_every_chunk(
         score_cli._score_in_chunks(path, options)
     assert stopped.value.exit_code == 2
     err = capsys.readouterr().err
-    assert "row 1, column srs_1: value 11.0: outside the scale 0..10" in err
-    assert "row 5, column srs_3: value -1.0: outside the scale 0..10" in err
+    assert "row 1, column srs_1: value 11: outside the scale 0..10" in err
+    assert "row 5, column srs_3: value -1: outside the scale 0..10" in err
     flagged = score_cli._score_in_chunks(path, {**options, "errors": "flag"})
     assert flagged.srs_total.isna().tolist() == [True, False, False, False, True]
     assert flagged.srs_total.iloc[1] == 20.0

@@ -1,6 +1,7 @@
 """In a real browser, in German: a clinician whose browser asks for German sees the German
-chrome (login, caseload, patient page, new session); a patient opens a link in German, answers with German buttons and instructions and
-gets the German thank-you page; axe-core checks the German pages (WCAG A/AA, incl. lang)."""
+chrome (login, caseload, patient page, new session); a patient opens a link in German,
+answers with German buttons and instructions and gets the German thank-you page; axe-core
+checks the German pages (WCAG A/AA, incl. lang)."""
 
 from __future__ import annotations
 

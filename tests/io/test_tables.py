@@ -52,8 +52,11 @@ def test_every_format_reads_back_and_scores_the_same(
     np.testing.assert_array_equal(
         back.filter(like="wai_sr_").to_numpy(float), responses.filter(like="wai_sr_").to_numpy()
     )
+    assert back.index.tolist() == list(range(1, len(responses) + 1))  # data rows from 1
     pd.testing.assert_series_equal(
-        score(back, "wai_sr").wai_sr_total, score(responses, "wai_sr").wai_sr_total
+        score(back, "wai_sr").wai_sr_total,
+        score(responses, "wai_sr").wai_sr_total,
+        check_index=False,
     )
 
 

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 import typer
 from rich.console import Console
 
-from alliance.instruments import InstrumentDefinitionError, UnknownInstrumentError
+from alliance.instruments import (
+    InstrumentDefinitionError,
+    UnknownFormError,
+    UnknownInstrumentError,
+)
 from alliance.instruments.textpack import TextPackError
 from alliance.io.tables import InputFileError, OutputFormat, read_table, write_table
 from alliance.scoring import ScoringError
@@ -30,6 +34,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     InputFileError,
     ScoringError,
     UnknownInstrumentError,
+    UnknownFormError,
     InstrumentDefinitionError,
     TextPackError,
 )
@@ -72,11 +77,27 @@ def user_errors() -> Iterator[None]:
 
 
 def read_input(path: Path) -> pd.DataFrame:
-    """Read a table; rows are numbered from 1 so that messages match the file."""
+    """Read a table. Rows are numbered as data rows from 1 (the header is not a row), the
+    convention of every message, in the CLI and in the Python API alike; how the file was
+    read (a legacy encoding, marked gaps) is said on stderr."""
     with user_errors():
         frame = read_table(path)
-    frame.index = pd.RangeIndex(1, len(frame) + 1)
+    report_reading(path, frame.attrs)
     return frame
+
+
+def report_reading(path: Path, attrs: Mapping[Any, Any]) -> None:
+    """Warn about what reading assumed: a file that is not UTF-8, cells marked n/a."""
+    read_as = attrs.get("read_as")
+    if isinstance(read_as, dict) and read_as.get("encoding") == "cp1252":
+        warn(f"{path}: not UTF-8; read as Windows Western (cp1252)")
+    markers = attrs.get("missing_markers")
+    if isinstance(markers, dict) and markers:
+        where = ", ".join(f"{column} ({count})" for column, count in markers.items())
+        warn(
+            f"{path}: {sum(markers.values())} cell(s) marked as missing (n/a, NA, ...) "
+            f"read as unanswered: {where}"
+        )
 
 
 def write_output(frame: pd.DataFrame, output: Path | None, fmt: OutputFormat | None) -> None:

@@ -27,7 +27,7 @@ from alliance.dynamics import (
     instrument_norms,
 )
 from alliance.instruments import Instrument, get_instrument, list_instruments
-from alliance.scoring import UnverifiedKeyWarning, score
+from alliance.scoring import UnverifiedKeyWarning, answer_issues, describe_issues, score
 from alliance.simulate import score_therapist_form
 
 NormSource = Literal["auto", "instrument", "data"]
@@ -104,6 +104,14 @@ ReliabilityOpt = Annotated[
 RepairOpt = Annotated[
     int, typer.Option("--repair-within", min=1, help="Sessions allowed for a repair.")
 ]
+ErrorsOpt = Annotated[
+    Literal["raise", "flag"],
+    typer.Option(
+        "--errors",
+        help="raise: stop on invalid answers, naming row, column, value and rule (as "
+        "`alliance score`); flag: leave those sessions out and say how many.",
+    ),
+]
 OutputOpt = Annotated[
     Path | None,
     typer.Option("-o", "--output", help="Output file (.csv, .json, .parquet); stdout if omitted."),
@@ -132,11 +140,12 @@ def ruptures_command(
     gumz_sd: Annotated[
         float, typer.Option("--gumz-sd", min=0.1, help="SD multiplier of gumz2012 (1 or 2).")
     ] = 1.0,
+    errors: ErrorsOpt = "raise",
     output: OutputOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Detect alliance ruptures and repairs: one row per event and method."""
-    frame, column, inst = _scored_input(input, score_column, instrument, metric)
+    frame, column, inst = _scored_input(input, score_column, instrument, metric, errors)
     norms = _norms(
         frame, column, inst, metric, norms_from, reliability, required=_needs_norms(method)
     )
@@ -184,11 +193,12 @@ def alerts_command(
     ] = 10.0,
     repair_within: RepairOpt = 3,
     prospective: ProspectiveOpt = True,
+    errors: ErrorsOpt = "raise",
     output: OutputOpt = None,
     format: FormatOpt = None,
 ) -> None:
     """Alert episodes with their reason, the numbers behind them and guidance with sources."""
-    frame, column, inst = _scored_input(input, score_column, instrument, metric)
+    frame, column, inst = _scored_input(input, score_column, instrument, metric, errors)
     if therapist_score is not None:
         frame = _therapist_column(frame, therapist_score, inst)
     norms = _norms(frame, column, inst, metric, norms_from, reliability, required=False)
@@ -226,9 +236,14 @@ def _needs_norms(method: list[str] | None) -> bool:
 
 
 def _scored_input(
-    path: Path, column: str | None, instrument: str | None, metric: Literal["mean", "sum"] | None
+    path: Path,
+    column: str | None,
+    instrument: str | None,
+    metric: Literal["mean", "sum"] | None,
+    errors: Literal["raise", "flag"],
 ) -> tuple[pd.DataFrame, str, Instrument | None]:
-    """Read the file; score item columns when present; return (table, score column, instrument)."""
+    """Read the file; check every instrument's answers and score the items of the one
+    monitored; return (table, score column, instrument)."""
     frame = read_input(path)
     for needed in ("patient_id", "session"):
         if needed not in frame.columns:
@@ -236,10 +251,12 @@ def _scored_input(
     with user_errors():
         inst = get_instrument(instrument) if instrument else None
     if column is not None and column in frame.columns:
-        return frame, column, inst or _instrument_of(column)
+        inst = inst or _instrument_of(column)
+        return _checked_answers(frame, inst, errors), column, inst
     inst = inst or _instrument_with_items(frame)
+    frame = _checked_answers(frame, inst, errors)
     if inst is not None and any(c in frame.columns for c in inst.item_columns):
-        frame = _score_items(frame, inst, metric)
+        frame = _score_items(frame, inst, metric, errors)
     elif inst is None:
         inst = _instrument_with_scores(frame)
     if inst is None:
@@ -268,12 +285,45 @@ def _therapist_column(frame: pd.DataFrame, column: str, inst: Instrument | None)
     return frame.assign(**{column: total})
 
 
+def _checked_answers(
+    frame: pd.DataFrame, scored: Instrument | None, errors: Literal["raise", "flag"]
+) -> pd.DataFrame:
+    """Check the answers of every instrument with item columns in the table (the one
+    monitored and, say, the post-session rupture questions) by the scoring core's rules:
+    ``raise`` stops naming every invalid cell of every instrument; ``flag`` blanks the
+    other instruments' invalid cells, says how many, and leaves the monitored one's
+    invalid sessions to the scorer (unscored, with the reason in its status)."""
+    problems = []
+    for inst in list_instruments():
+        if not any(c in frame.columns for c in inst.item_columns):
+            continue
+        if errors == "flag" and inst is scored:
+            continue
+        with user_errors():
+            issues = answer_issues(frame, inst)
+        if issues.empty:
+            continue
+        if errors == "raise":
+            problems.append(describe_issues(inst.id, issues))
+            continue
+        frame = frame.copy()
+        for name, rows in issues.groupby("column")["row"]:
+            frame.loc[list(rows), name] = None
+        warn(f"{len(issues)} invalid {inst.short_name} answer(s) left out (--errors flag)")
+    if problems:
+        fail("\n".join(problems))
+    return frame
+
+
 def _score_items(
-    frame: pd.DataFrame, inst: Instrument, metric: Literal["mean", "sum"] | None
+    frame: pd.DataFrame,
+    inst: Instrument,
+    metric: Literal["mean", "sum"] | None,
+    errors: Literal["raise", "flag"],
 ) -> pd.DataFrame:
     with warnings.catch_warnings(record=True) as caught, user_errors():
         warnings.simplefilter("always", UnverifiedKeyWarning)
-        scored = score(frame, inst, metric=metric, errors="flag")
+        scored = score(frame, inst, metric=metric, errors=errors)
     for message in {str(w.message) for w in caught}:
         warn(message)
     status = f"{inst.id}_status"

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from alliance.cli.common import user_errors
 from alliance.instruments import Instrument, get_instrument, is_shipped, list_instruments
-from alliance.io.home import install_instrument, load_user_instruments
+from alliance.io.home import install_instrument
 from alliance.io.textpacks import install_text_pack, installed_languages
 
 app = typer.Typer(
@@ -24,12 +24,6 @@ text_pack_app = typer.Typer(
 )
 app.add_typer(text_pack_app, name="text-pack")
 console = Console(highlight=False, soft_wrap=True)
-
-
-@app.callback()
-def _load_overrides() -> None:
-    with user_errors():
-        load_user_instruments()
 
 
 @app.command("list")

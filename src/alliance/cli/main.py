@@ -19,6 +19,34 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from alliance import __version__
+
+        typer.echo(f"alliance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _before_every_command(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Read the installed instrument files once, before any command: a broken one stops
+    every command with exit 2 naming it (never a traceback, never silently skipped)."""
+    from alliance.cli.common import user_errors
+    from alliance.instruments import installed
+
+    with user_errors():
+        installed()
+
+
 # Measure
 app.command("score", no_args_is_help=True)(_score.score_command)
 app.add_typer(_instruments.app, name="instruments")

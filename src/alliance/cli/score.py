@@ -19,7 +19,6 @@ from alliance.cli.common import (
     warn,
     write_output,
 )
-from alliance.io.home import load_user_instruments
 from alliance.io.tables import input_kind, read_csv_chunks
 from alliance.scoring import ScoringInputError, UnverifiedKeyWarning, describe_issues, score
 
@@ -72,8 +71,6 @@ def score_command(
     ] = None,
 ) -> None:
     """Score item responses: subscale and total scores with a status column per row."""
-    with user_errors():
-        load_user_instruments()
     mapping = parse_column_map(column_map)
     options: dict[str, Any] = {
         "instrument": instrument,
@@ -121,10 +118,7 @@ def _score_in_chunks(path: Path, options: dict[str, Any]) -> pd.DataFrame:
     columns = [TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=stderr, transient=True) as progress, user_errors():
         task = progress.add_task("rows", total=total)
-        start = 1
         for chunk in read_csv_chunks(path, CHUNK_ROWS):
-            chunk.index = pd.RangeIndex(start, start + len(chunk))
-            start += len(chunk)
             try:
                 parts.append(score(chunk, **options))
             except ScoringInputError as exc:

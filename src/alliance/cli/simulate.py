@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import pandas as pd
 import typer
 
 from alliance.cli.common import fail, stderr, user_errors, write_output
-from alliance.io.tables import WRITERS
+from alliance.instruments import list_instruments
+from alliance.io.tables import WRITERS, whole_numbers
 from alliance.simulate import simulate_clinic, simulate_scored
 
 EXAMPLES = """
@@ -87,7 +89,7 @@ def simulate_command(
             )
         except ValueError as exc:
             fail(str(exc))
-    write_output(clinic.sessions, output, format)
+    write_output(_answers_whole(clinic.sessions), output, format)
     if truth is not None:
         write_output(clinic.truth, truth, None)
     if ruptures is not None:
@@ -97,6 +99,14 @@ def simulate_command(
             f"{clinic.sessions['patient_id'].nunique()} patients, {len(clinic.sessions)} "
             f"sessions, {len(clinic.ruptures)} injected ruptures -> {output}"
         )
+
+
+def _answers_whole(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The simulated answers as the whole numbers a patient ticks (a gap would otherwise
+    make them floats in the file)."""
+    items = {c for inst in list_instruments() for c in inst.item_columns}
+    answers = [c for c in sessions.columns if c in items or c.removeprefix("t_") in items]
+    return whole_numbers(sessions, answers)
 
 
 simulate_command.__doc__ = (simulate_command.__doc__ or "") + "\n" + EXAMPLES

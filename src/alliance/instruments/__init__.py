@@ -1,8 +1,10 @@
 """The instrument library: one declarative TOML file per instrument, validated on load.
 
 Shipped definitions live in ``instruments/data``. A clinic or researcher holding a licensed
-manual can add or correct a key with an override of the same schema, registered with
-:func:`register` (the CLI's ``alliance instruments add FILE`` installs one for good).
+manual can add or correct a key with a file of the same schema: ``alliance instruments add
+FILE`` installs it in ``$ALLIANCE_HOME/instruments``, and every lookup here (the CLI's
+commands, the clinic, the Python API) sees it, read once per folder. :func:`register` adds
+one for this process only. Precedence: registered, then installed, then shipped.
 
 Example
 -------
@@ -20,6 +22,7 @@ from __future__ import annotations
 import tomllib
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -35,6 +38,7 @@ from alliance.instruments.schema import (
     Role,
     Score,
     Signal,
+    UnknownFormError,
 )
 
 __all__ = [
@@ -50,13 +54,16 @@ __all__ = [
     "Role",
     "Score",
     "Signal",
+    "UnknownFormError",
     "UnknownInstrumentError",
     "alliance_measures",
     "get_instrument",
+    "installed",
     "is_shipped",
     "list_instruments",
     "parse_instrument",
     "register",
+    "reload_installed",
     "unregister",
 ]
 
@@ -108,6 +115,31 @@ def _shipped() -> dict[str, Instrument]:
     return found
 
 
+@cache
+def _installed_in(folder: str) -> dict[str, Instrument]:
+    """The instrument files installed in ``folder`` (read once). A broken file raises
+    :class:`InstrumentDefinitionError` naming it: a clinic must know when its key is not
+    in force, so it is never skipped."""
+    found: dict[str, Instrument] = {}
+    for path in sorted(Path(folder).glob("*.toml")):
+        instrument = parse_instrument(path.read_text(encoding="utf-8"), str(path))
+        found[instrument.id] = instrument
+    return found
+
+
+def installed() -> dict[str, Instrument]:
+    """The instruments installed in the alliance home (``alliance instruments add``)."""
+    from alliance.io.home import instruments_dir  # io.home itself imports this package
+
+    return _installed_in(str(instruments_dir()))
+
+
+def reload_installed() -> list[str]:
+    """Read the installed files again (after one was added); returns their ids."""
+    _installed_in.cache_clear()
+    return sorted(installed())
+
+
 def register(instrument: Instrument) -> None:
     """Use ``instrument`` in place of (or beside) the shipped definition with its id."""
     _overrides[instrument.id] = instrument
@@ -119,14 +151,14 @@ def unregister(instrument_id: str) -> None:
 
 
 def get_instrument(instrument_id: str) -> Instrument:
-    """The definition of one instrument (an installed override wins over the shipped file)."""
+    """The definition of one instrument (registered, else installed, else shipped)."""
     if instrument_id in _overrides:
         return _overrides[instrument_id]
-    shipped = _shipped()
-    if instrument_id not in shipped:
-        known = ", ".join(sorted({*shipped, *_overrides}))
-        raise UnknownInstrumentError(f"unknown instrument {instrument_id!r} (known: {known})")
-    return shipped[instrument_id]
+    for source in (installed(), _shipped()):
+        if instrument_id in source:
+            return source[instrument_id]
+    known = ", ".join(sorted({*_shipped(), *installed(), *_overrides}))
+    raise UnknownInstrumentError(f"unknown instrument {instrument_id!r} (known: {known})")
 
 
 def is_shipped(instrument_id: str) -> bool:
@@ -141,17 +173,15 @@ def is_shipped(instrument_id: str) -> bool:
 
 def list_instruments() -> list[Instrument]:
     """Every available instrument, sorted by id."""
-    ids = sorted({*_shipped(), *_overrides})
+    ids = sorted({*_shipped(), *installed(), *_overrides})
     return [get_instrument(i) for i in ids]
 
 
 def alliance_measures() -> tuple[str, ...]:
     """Ids of the instruments whose ``role`` is ``"alliance"``, in monitoring order.
 
-    Lower ``monitoring_order`` comes first (ties by id). Registered instruments count
-    (a clinic's installed files, once a shell has called
-    :func:`alliance.io.home.load_user_instruments`); post-session questions and outcome
-    measures do not.
+    Lower ``monitoring_order`` comes first (ties by id). Installed and registered
+    instruments count; post-session questions and outcome measures do not.
 
     >>> alliance_measures()
     ('wai_sr', 'wai_s', 'wai', 'haq2', 'calpas', 'srs')

@@ -28,6 +28,14 @@ Role = Literal["alliance", "post_session", "outcome"]
 KeyLevel = Literal["verified", "partly verified", "unverified"]
 
 
+class UnknownFormError(KeyError):
+    """The instrument has no form with the requested id (as :class:`UnknownInstrumentError`
+    for instruments: a ``KeyError`` whose message names the known forms)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -307,7 +315,7 @@ class Instrument(_Strict):
             if form.id == form_id:
                 return form
         known = ", ".join(f.id for f in self.forms)
-        raise KeyError(f"instrument {self.id!r} has no form {form_id!r} (forms: {known})")
+        raise UnknownFormError(f"instrument {self.id!r} has no form {form_id!r} (forms: {known})")
 
     def item_scale(self, number: int) -> ResponseScale:
         """The response scale of one item (its own, or the instrument's)."""
@@ -321,6 +329,14 @@ class Instrument(_Strict):
     def scorable_scores(self) -> tuple[Score, ...]:
         """Scores that have a key (at least one item or subscales to combine)."""
         return tuple(s for s in self.scores if self.score_items(s.id))
+
+    @property
+    def missing_key(self) -> str | None:
+        """Why nothing can be scored (no item keyed to any score, e.g. the CALPAS until a
+        clinic installs the manual's key), or None when the instrument has a key."""
+        if self.scorable_scores:
+            return None
+        return f"{self.short_name} cannot be scored: {self.key_note}"
 
 
 def _on_scale(value: float, scale: ResponseScale) -> bool:

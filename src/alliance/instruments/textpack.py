@@ -105,7 +105,5 @@ def _diff(label: str, numbers: set[int]) -> str:
 
 
 def _rows(index: pd.Index) -> str:
-    """Row numbers as a person counts them in the file (first data row = 1)."""
-    return ", ".join(str(int(i) + 1) for i in list(index)[:10]) + (
-        " ..." if len(index) > 10 else ""
-    )
+    """The rows' labels: data rows from 1 in a table read from a file (``read_table``)."""
+    return ", ".join(str(i) for i in list(index)[:10]) + (" ..." if len(index) > 10 else "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alliance.instruments import InstrumentDefinitionError, parse_instrument, register
+from alliance.instruments import InstrumentDefinitionError, parse_instrument, reload_installed
 
 
 def alliance_home() -> Path:
@@ -19,23 +19,6 @@ def alliance_home() -> Path:
 
 def instruments_dir() -> Path:
     return alliance_home() / "instruments"
-
-
-def load_user_instruments() -> list[str]:
-    """Register every installed instrument override; returns their ids.
-
-    A broken file raises :class:`InstrumentDefinitionError` naming it, rather than being
-    skipped: a clinic must know when its key is not in force.
-    """
-    folder = instruments_dir()
-    if not folder.is_dir():
-        return []
-    ids = []
-    for path in sorted(folder.glob("*.toml")):
-        instrument = parse_instrument(path.read_text(encoding="utf-8"), str(path))
-        register(instrument)
-        ids.append(instrument.id)
-    return ids
 
 
 def install_instrument(source: Path) -> str:
@@ -51,7 +34,7 @@ def install_instrument(source: Path) -> str:
     instrument = parse_instrument(text, str(source))
     target = instruments_dir() / f"{instrument.id}.toml"
     atomic_write(target, text)
-    register(instrument)
+    reload_installed()
     return instrument.id
 
 

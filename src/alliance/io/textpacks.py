@@ -24,7 +24,11 @@ def textpacks_dir() -> Path:
 def read_text_pack(path: str | Path) -> list[TextPack]:
     """Read and validate a pack file (nothing is installed)."""
     path = Path(path)
-    rows = _json_rows(path) if path.suffix.lower() == ".json" else read_table(path)
+    if path.suffix.lower() == ".json":
+        rows = _json_rows(path)
+        rows.index = pd.RangeIndex(1, len(rows) + 1)  # data rows from 1, as read_table
+    else:
+        rows = read_table(path)
     return validate_text_pack(rows)
 
 

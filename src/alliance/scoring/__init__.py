@@ -11,6 +11,7 @@ from alliance.scoring.keys import CompiledKey, compile_key, compile_unkeyed_tota
 from alliance.scoring.scorer import (
     UnverifiedKeyWarning,
     ValueScores,
+    answer_issues,
     keyed_items,
     score,
     score_unkeyed_total,
@@ -31,6 +32,7 @@ __all__ = [
     "ScoringInputError",
     "UnverifiedKeyWarning",
     "ValueScores",
+    "answer_issues",
     "check_values",
     "compile_key",
     "compile_unkeyed_total",

@@ -39,6 +39,7 @@ from alliance.scoring.validate import (
     ScoringInputError,
     check_answers,
     check_values,
+    column_name,
     infer_instrument,
     prepare_columns,
 )
@@ -107,6 +108,26 @@ def score(
     result = _score_frame(prepare_columns(data, key, columns), key, metric, errors)
     _flag_unverified(result, key, chosen_form.id, metric, _key_status(key))
     return result
+
+
+def answer_issues(data: pd.DataFrame, instrument: str | Instrument) -> pd.DataFrame:
+    """Every invalid answer among the instrument's item columns in ``data``, by the rules
+    :func:`score` applies, without scoring: one row per cell with ``row`` (the table's
+    index label), ``column``, ``value`` and ``rule``. Absent item columns count as
+    unanswered, so a table holding only some items (``psq_1``, say) is checked too.
+
+    >>> import pandas as pd
+    >>> answer_issues(pd.DataFrame({"psq_1": [0, 2]}), "psq")[["row", "column", "rule"]]
+       row column                    rule
+    0    1  psq_1  outside the scale 0..1
+    """
+    inst = instrument if isinstance(instrument, Instrument) else get_instrument(instrument)
+    key = compile_unkeyed_total(inst) if inst.missing_key else compile_key(inst)
+    present = data.reindex(columns=list(key.columns))
+    issues = check_answers(present, key).issues
+    if issues is None:
+        return pd.DataFrame({"row": [], "column": [], "value": [], "rule": []})
+    return issues.drop(columns="position").reset_index(drop=True)
 
 
 def score_unkeyed_total(
@@ -303,8 +324,8 @@ def _options(
     chosen_form = inst.get_form(form) if form is not None else inst.forms[0]
     if not chosen_form.scorable:
         raise ScoringError(f"{inst.short_name} {chosen_form.name}: {chosen_form.note}")
-    if not key.score_ids:
-        raise ScoringError(f"{inst.short_name} cannot be scored: {inst.key_note}")
+    if inst.missing_key:
+        raise ScoringError(inst.missing_key)
     return chosen_form, _modes(inst, metric, errors)
 
 
@@ -332,7 +353,7 @@ def _resolve_key(
     if isinstance(instrument, Instrument):
         return compile_key(instrument)
     if instrument is None:
-        names = [columns.get(str(c), c) if columns else c for c in data.columns]
+        names = [column_name(columns.get(str(c), c) if columns else c) for c in data.columns]
         instrument = infer_instrument(names, [compile_key(i) for i in list_instruments()])
     return compile_key(get_instrument(instrument))
 

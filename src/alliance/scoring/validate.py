@@ -6,6 +6,7 @@ boolean mask of invalid cells plus, only where needed, a table of the offending 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ class ScoringInputError(ScoringError):
 def describe_issues(instrument_id: str, issues: pd.DataFrame, limit: int = MAX_LISTED) -> str:
     """One readable message listing the first ``limit`` issues and the total count."""
     lines = [
-        f"  row {r.row}, column {r.column}: value {r.value!r}: {r.rule}"
+        f"  row {r.row}, column {r.column}: value {shown_value(r.value)}: {r.rule}"
         for r in issues.head(limit).itertuples(index=False)
     ]
     more = len(issues) - limit
@@ -46,10 +47,36 @@ def describe_issues(instrument_id: str, issues: pd.DataFrame, limit: int = MAX_L
     return "\n".join([head, *lines])
 
 
+def shown_value(value: object) -> str:
+    """A cell as its author typed it: numbers plainly (``7``, not ``np.int64(7)`` or
+    ``7.0``), text in quotes so that spaces and look-alike digits show.
+
+    >>> shown_value(np.float64(7.0)), shown_value(np.int64(6)), shown_value(4.5), shown_value("４")
+    ('7', '6', '4.5', "'４'")
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return repr(value)
+
+
+def column_name(name: object) -> str:
+    """A column header as item columns are matched: case, surrounding spaces and inner
+    runs of spaces or hyphens do not matter.
+
+    >>> column_name(" WAI-SR 5 "), column_name("wai_sr_5")
+    ('wai_sr_5', 'wai_sr_5')
+    """
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).lower()
+
+
 def prepare_columns(
     frame: pd.DataFrame, key: CompiledKey, columns: Mapping[str, str] | None
 ) -> pd.DataFrame:
-    """Apply a column mapping and check the table has each item column exactly once."""
+    """Apply a column mapping, match item columns as :func:`column_name` does, and check
+    the table has each item column exactly once."""
     if columns:
         unknown = [c for c in columns if c not in frame.columns]
         if unknown:
@@ -58,6 +85,7 @@ def prepare_columns(
     duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
     if duplicated:
         raise ScoringError(f"duplicate column(s): {duplicated} (each column must appear once)")
+    frame = _match_item_names(frame, key)
     missing = [c for c in key.columns if c not in frame.columns]
     if missing:
         raise ScoringError(
@@ -65,6 +93,29 @@ def prepare_columns(
             f"(expected {key.columns[0]} .. {key.columns[-1]}; map other names with columns=)"
         )
     return frame
+
+
+def _match_item_names(frame: pd.DataFrame, key: CompiledKey) -> pd.DataFrame:
+    """Rename headers such as ``WAI_SR_1`` to the item column; refuse two headers for one
+    item, including pandas' ``wai_sr_5.1`` for a repeated ``wai_sr_5`` header."""
+    items = set(key.columns)
+    found: dict[str, list[str]] = {}
+    for header in frame.columns:
+        name = column_name(header)
+        repeated = re.fullmatch(r"(.+)\.\d+", name)
+        if repeated and repeated.group(1) in items and name not in items:
+            raise ScoringError(
+                f"column {header!r} looks like a repeat of {repeated.group(1)!r} (pandas "
+                "renames a repeated header so): each item column must appear once"
+            )
+        if name in items:
+            found.setdefault(name, []).append(str(header))
+    clashes = {item: names for item, names in found.items() if len(names) > 1}
+    if clashes:
+        item, names = next(iter(sorted(clashes.items())))
+        raise ScoringError(f"columns {names} all name item {item!r}: each item must appear once")
+    renames = {names[0]: item for item, names in found.items() if names[0] != item}
+    return frame.rename(columns=renames) if renames else frame
 
 
 @dataclass(frozen=True)

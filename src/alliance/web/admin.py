@@ -35,6 +35,8 @@ def schedule_choices() -> list[dict[str, Any]]:
                     "label": f"{inst.short_name} – {form.name}",
                     "respondent": form.respondent,
                     "scorable": form.scorable,
+                    # a form meant to be scored whose instrument has no key: refused
+                    "refused": inst.missing_key if form.scorable else None,
                 }
             )
     return choices
@@ -53,6 +55,8 @@ def parse_schedule(values: list[str], every: int) -> list[repo.ScheduleSpec]:
     for value in values:
         if value not in known:
             raise HTTPException(422, f"schedule: unknown instrument form {value!r}")
+        if known[value]["refused"]:
+            raise ValueError(f"schedule: {value}: {known[value]['refused']}")
         instrument_id, form_id = value.split(":", 1)
         specs.append(repo.ScheduleSpec(instrument_id, form_id, known[value]["respondent"], every))
     return specs
