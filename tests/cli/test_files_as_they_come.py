@@ -208,3 +208,54 @@ def test_version_and_meta_after_a_plain_import(alliance_home: Path) -> None:
     probe = "import alliance; print(alliance.meta.rma.__module__)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.stdout.strip() == "alliance.research.meta.models", done.stderr
+
+
+# -- every subcommand on the same broken files -------------------------------------------------
+def broken_files(folder: Path) -> dict[str, Path]:
+    """One file per way a file goes wrong."""
+    good = sessions()
+    files = {}
+    bad_value = good.copy()
+    bad_value.loc[2, "wai_sr_5"] = 7
+    files["invalid answer"] = folder / "invalid.csv"
+    bad_value.to_csv(files["invalid answer"], index=False)
+    files["repeated header"] = folder / "repeated.csv"
+    files["repeated header"].write_text(good.to_csv(index=False).replace("wai_sr_6", "wai_sr_5"))
+    files["empty"] = folder / "empty.csv"
+    files["empty"].write_text("")
+    files["not a table"] = folder / "binary.csv"
+    files["not a table"].write_bytes(bytes(range(256)) * 4)
+    files["unknown suffix"] = folder / "answers.docx"
+    files["unknown suffix"].write_text("x")
+    files["missing"] = folder / "nowhere.csv"
+    return files
+
+
+@pytest.mark.parametrize("command", ["score", "ruptures", "alerts", "meta"])
+def test_every_file_command_refuses_broken_files_cleanly(
+    alliance_home: Path, tmp_path: Path, command: str
+) -> None:
+    for problem, path in broken_files(tmp_path).items():
+        done = run(command, path, home=alliance_home)
+        where = f"{command} on {problem}"
+        assert done.returncode == 2, (where, done.stderr)
+        assert done.stderr.startswith("error:"), where
+        assert "Traceback" not in done.stderr and "Error:" not in done.stderr, where
+        if problem == "invalid answer" and command != "meta":
+            assert "row 3, column wai_sr_5: value 7: outside the scale 1..5" in done.stderr
+        if problem == "repeated header":
+            assert "duplicate column 'wai_sr_5'" in done.stderr, where
+
+
+def test_a_missing_extra_is_named_with_its_install_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import typer
+
+    from alliance.cli.common import need_extra
+
+    need_extra("clinic", "fastapi")  # installed here: nothing happens
+    with pytest.raises(typer.Exit) as stopped:
+        need_extra("clinic", "a_module_nobody_installed")
+    assert stopped.value.exit_code == 2
+    assert "pip install 'alliance[clinic]'" in capsys.readouterr().err  # brackets kept

@@ -6,6 +6,7 @@ traceback. Every subcommand reads and writes tables through these helpers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from alliance.instruments import (
     InstrumentDefinitionError,
@@ -40,14 +42,41 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# The library's messages name Python arguments; the shell's user knows the flags.
+FLAG_NAMES = (
+    ("map other names with columns=", "map other names with --map OLD=NEW"),
+    ("allow unverified alerts to turn them on", "--allow-unverified turns them on"),
+    ("allow unverified alerts to turn it on", "--allow-unverified turns it on"),
+)
+
+
+def in_flag_names(message: str) -> str:
+    """``message`` with the Python API's argument names replaced by the CLI's flags.
+
+    >>> in_flag_names("missing item column(s) (map other names with columns=)")
+    'missing item column(s) (map other names with --map OLD=NEW)'
+    """
+    for api, flag in FLAG_NAMES:
+        message = message.replace(api, flag)
+    return message
+
+
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` to stderr and exit with code 2."""
+    message = escape(in_flag_names(message))  # a message's own [brackets] are text
     stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(EXIT_INVALID)
 
 
+def need_extra(extra: str, module: str) -> None:
+    """Stop with the install command when an optional dependency is absent (exit 2)."""
+    if importlib.util.find_spec(module) is None:
+        fail(f"this command needs the {extra!r} extra: pip install 'alliance[{extra}]'")
+
+
 def warn(message: str) -> None:
     """Print ``warning: message`` to stderr."""
+    message = escape(in_flag_names(message))
     stderr.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
 
 

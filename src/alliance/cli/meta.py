@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
-from alliance.cli.common import fail, read_input, relay_warnings
+from alliance.cli.common import fail, need_extra, read_input, relay_warnings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -193,6 +193,7 @@ def _meta(
                   slab=table["study"].tolist())  # fmt: skip
         extra = _bias(res) if bias else None
         if forest is not None or funnel is not None:
+            need_extra("charts", "altair")
             from alliance.research.meta.plots import forest_chart, funnel_chart
         if forest is not None:
             _write_chart(

@@ -13,6 +13,8 @@ from alliance.instruments import list_instruments
 from alliance.io.tables import WRITERS, whole_numbers
 from alliance.simulate import simulate_clinic, simulate_scored
 
+MIN_SESSIONS = 6  # simulate_clinic's shortest planned episode (min_sessions)
+
 EXAMPLES = """
 [bold]Examples[/]
 
@@ -36,7 +38,13 @@ def simulate_command(
         int | None, typer.Option("--seed", help="Seed for a reproducible clinic.")
     ] = None,
     max_sessions: Annotated[
-        int, typer.Option("--max-sessions", min=1, help="Longest planned episode.")
+        int,
+        typer.Option(
+            "--max-sessions",
+            min=MIN_SESSIONS,
+            help=f"Longest planned episode, in sessions (at least {MIN_SESSIONS}, the "
+            "shortest planned one).",
+        ),
     ] = 20,
     rupture_rate: Annotated[
         float, typer.Option("--rupture-rate", min=0.0, max=1.0, help="Rupture chance per session.")
@@ -72,8 +80,6 @@ def simulate_command(
     for extra in (truth, ruptures):
         if extra is not None and extra.suffix.lower() not in WRITERS:
             fail(f"{extra}: write .csv, .json or .parquet")
-    if max_sessions < 6:
-        fail("--max-sessions must be at least 6 (the shortest planned episode)")
     make = simulate_scored if scored else simulate_clinic
     with user_errors():
         try:

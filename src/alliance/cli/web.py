@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 users_app = typer.Typer(help="Clinic user accounts.", no_args_is_help=True)
 
+
+def _need_clinic() -> None:
+    from alliance.cli.common import need_extra
+
+    need_extra("clinic", "fastapi")
+
+
+db_app.callback()(_need_clinic)
+users_app.callback()(_need_clinic)
+
 DEMO_PASSWORD = "demo-password"
 CLI = "cli"  # the audit log's actor for account changes made from the shell
 DATABASE_URL = typer.Option(
@@ -66,6 +76,7 @@ def serve_command(
     ),
 ) -> None:
     """Run the clinic web application (migrates the database first)."""
+    _need_clinic()
     from alliance.store.migrate import SchemaNotCurrent
     from alliance.web.security import SecretKeyError
     from alliance.web.settings import Settings, SettingsError
@@ -122,6 +133,7 @@ def demo_command(
     seed: int = typer.Option(7, help="Random seed of the simulator."),
 ) -> None:
     """Start the clinic on a fresh SQLite file filled from the simulator."""
+    _need_clinic()
     from alliance.store.db import sqlite_url
     from alliance.web.app import create_app
     from alliance.web.demo import fill_demo

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from alliance.home import instruments_dir
 from alliance.instruments.schema import (
     Citation,
     Cutoff,
@@ -129,8 +130,6 @@ def _installed_in(folder: str) -> dict[str, Instrument]:
 
 def installed() -> dict[str, Instrument]:
     """The instruments installed in the alliance home (``alliance instruments add``)."""
-    from alliance.io.home import instruments_dir  # io.home itself imports this package
-
     return _installed_in(str(instruments_dir()))
 
 

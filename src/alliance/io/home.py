@@ -1,24 +1,13 @@
-"""The user's alliance folder: installed instrument overrides and text packs.
-
-``$ALLIANCE_HOME``, or ``~/.local/share/alliance`` when unset.
-"""
+"""Installing into the alliance folder (:mod:`alliance.home`): instrument files, written
+atomically."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from alliance.home import instruments_dir
 from alliance.instruments import InstrumentDefinitionError, parse_instrument, reload_installed
-
-
-def alliance_home() -> Path:
-    """The folder that holds what a clinic installs (created on first write)."""
-    configured = os.environ.get("ALLIANCE_HOME")
-    return Path(configured) if configured else Path.home() / ".local" / "share" / "alliance"
-
-
-def instruments_dir() -> Path:
-    return alliance_home() / "instruments"
 
 
 def install_instrument(source: Path) -> str:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from alliance.home import alliance_home
 from alliance.instruments.textpack import TextPack, TextPackError, validate_text_pack
-from alliance.io.home import alliance_home, atomic_write
+from alliance.io.home import atomic_write
 from alliance.io.tables import InputFileError, read_table
 
 

@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alliance.home import alliance_home
+
 BUSY_TIMEOUT_MS = 30_000
 #: ``Session.info`` key of the audit rows an :meth:`Database.audited` read queues.
 AUDIT_QUEUE = "alliance.audit_queue"
@@ -42,12 +44,6 @@ def _busy_as_error() -> Iterator[None]:
         if "database is locked" not in str(exc.orig):
             raise
         raise DatabaseBusy("the database is busy; try again shortly") from None
-
-
-def alliance_home() -> Path:
-    """The data directory (``$ALLIANCE_HOME`` or ``~/.local/share/alliance``)."""
-    home = os.environ.get("ALLIANCE_HOME") or str(Path.home() / ".local/share/alliance")
-    return Path(home)
 
 
 def default_database_url() -> str:

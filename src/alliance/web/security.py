@@ -45,7 +45,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from alliance.store.db import alliance_home
+from alliance.home import alliance_home
 
 SESSION_COOKIE = "alliance_session"
 SESSION_MAX_AGE = 8 * 3600
