@@ -27,7 +27,7 @@ def _german_link(browser: Any, server: Server) -> str:
     page.wait_for_url("**/caseload")
     assert page.locator("html").get_attribute("lang") == "de"
     assert page.get_by_role("button", name="Abmelden").is_visible()
-    assert page.get_by_role("heading", name="Fallliste").is_visible()
+    assert page.get_by_role("heading", name="Fallübersicht").is_visible()
     page.goto(f"{server.url}/patients/{server.patient_id}")
     assert page.get_by_role("heading", name="Offene Hinweise").is_visible()
     page.get_by_role("button", name="Neue Sitzung und Link für die Patient:in").click()

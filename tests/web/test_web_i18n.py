@@ -147,7 +147,7 @@ GERMAN = {"Accept-Language": "de-DE,de;q=0.9"}
 def test_clinician_pages_in_german(sqlite_clinic: Clinic) -> None:
     pages = {
         "t1": {
-            "/caseload": ["Fallliste", "1 Patient:in:", "Neue Sitzung"],
+            "/caseload": ["Fallübersicht", "1 Patient:in:", "Neue Sitzung"],
             f"/patients/{sqlite_clinic.patients['p1']}": [
                 "Patient:in CODE-P1",
                 "Offene Hinweise",
