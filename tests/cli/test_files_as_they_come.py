@@ -107,6 +107,9 @@ def test_identifiers_stay_text(alliance_home: Path, tmp_path: Path) -> None:
     path = tmp_path / "answers.csv"
     sessions().to_csv(path, index=False)
     assert read_table(path)["patient_id"].tolist()[:1] == ["001"]
+    as_json = tmp_path / "answers.json"
+    sessions().to_json(as_json, orient="records")
+    assert read_table(as_json)["patient_id"].tolist()[:1] == ["001"]
     done = run("score", path, home=alliance_home)
     assert done.returncode == 0 and done.stdout.splitlines()[1].startswith("001,1,")
 

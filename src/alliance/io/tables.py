@@ -81,7 +81,8 @@ def _read_any(path: Path) -> pd.DataFrame:
             return pd.read_stata(path, convert_categoricals=False)
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_json(path, orient="records")
+        frame = pd.read_json(path, orient="records", dtype=False)  # "007" stays "007"
+        return frame.infer_objects()
     except InputFileError:
         raise
     except Exception as exc:  # every parser has its own exception types
