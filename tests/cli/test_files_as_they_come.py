@@ -9,6 +9,7 @@ Each test runs the real console script (or the public Python API) on a real file
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from instrument_files import keyed_calpas
 import alliance
 from alliance.instruments import UnknownFormError, get_instrument
 from alliance.io.tables import read_table
-from alliance.scoring import ScoringError
+from alliance.scoring import ScoringError, score
 
 from .test_score_cli import run
 
@@ -170,6 +171,26 @@ def test_na_cells_are_missing_answers_and_said_so(alliance_home: Path, tmp_path:
     assert "2 cell(s) marked as missing (n/a, NA, ...) read as unanswered: wai_sr_3 (2)" in (
         done.stderr
     )
+    status = pd.read_csv(io.StringIO(done.stdout))["wai_sr_status"].tolist()
+    noted = "ok (n/a in wai_sr_3, read as missing)"
+    assert status == ["ok", noted, noted, "ok"]
+    assert "row(s) have scores not computed" not in done.stderr
+    scored = score(back, "wai_sr")  # the Python API says the same
+    assert scored["wai_sr_status"].tolist() == status
+
+
+def test_na_cells_are_named_beside_a_missing_score(alliance_home: Path, tmp_path: Path) -> None:
+    table = sessions(patients=1).astype({"wai_sr_1": object, "wai_sr_2": object})
+    table.loc[0, ["wai_sr_1", "wai_sr_2"]] = "n/a"
+    table.loc[0, "wai_sr_3"] = None
+    path = tmp_path / "answers.csv"
+    table.to_csv(path, index=False)
+    done = run("score", path, home=alliance_home)
+    assert done.returncode == 0, done.stderr
+    first = pd.read_csv(io.StringIO(done.stdout))["wai_sr_status"][0]
+    assert first.endswith("; n/a in wai_sr_1, wai_sr_2, read as missing"), first
+    assert "items missing (at most" in first
+    assert "1 of 4 row(s) have scores not computed" in done.stderr
 
 
 def test_a_repeated_header_is_refused_in_python_too(tmp_path: Path) -> None:

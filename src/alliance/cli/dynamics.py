@@ -27,7 +27,13 @@ from alliance.dynamics import (
     instrument_norms,
 )
 from alliance.instruments import Instrument, get_instrument, list_instruments
-from alliance.scoring import UnverifiedKeyWarning, answer_issues, describe_issues, score
+from alliance.scoring import (
+    UnverifiedKeyWarning,
+    answer_issues,
+    describe_issues,
+    is_scored,
+    score,
+)
 from alliance.simulate import score_therapist_form
 
 NormSource = Literal["auto", "instrument", "data"]
@@ -327,7 +333,7 @@ def _score_items(
     for message in {str(w.message) for w in caught}:
         warn(message)
     status = f"{inst.id}_status"
-    bad = int((scored[status] != "ok").sum())
+    bad = int((~is_scored(scored[status])).sum())
     if bad:
         warn(f"{bad} of {len(scored)} session(s) could not be scored (see {status}); skipped")
     added = [c for c in scored.columns if c not in frame.columns]

@@ -20,7 +20,13 @@ from alliance.cli.common import (
     write_output,
 )
 from alliance.io.tables import input_kind, read_csv_chunks
-from alliance.scoring import ScoringInputError, UnverifiedKeyWarning, describe_issues, score
+from alliance.scoring import (
+    ScoringInputError,
+    UnverifiedKeyWarning,
+    describe_issues,
+    is_scored,
+    score,
+)
 
 CHUNK_ROWS = 250_000
 PROGRESS_BYTES = 20_000_000  # files larger than this are read in chunks with a progress bar
@@ -85,7 +91,7 @@ def score_command(
     for message in {str(w.message) for w in caught if issubclass(w.category, UnverifiedKeyWarning)}:
         warn(message)
     status_column = scored.columns[-1]
-    not_ok = int((scored[status_column] != "ok").sum())
+    not_ok = int((~is_scored(scored[status_column])).sum())
     if not_ok:
         warn(f"{not_ok} of {len(scored)} row(s) have scores not computed: see {status_column}")
     write_output(scored, output, format)

@@ -63,6 +63,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     this table, or any ``alliance`` command) is the same in Python and in the shell."""
     frame = _read_any(Path(path))
     frame.index = pd.RangeIndex(1, len(frame) + 1)
+    marked = frame.attrs.get("marked_missing")
+    if marked:  # positions from 0 as read; rows from 1 like every message
+        frame.attrs["marked_missing"] = {c: [p + 1 for p in rows] for c, rows in marked.items()}
     return frame
 
 
@@ -232,11 +235,13 @@ def _read_delimited(path: Path, kind: str) -> pd.DataFrame:
 def as_read(frame: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
     """A delimited table as its author meant it: headers without surrounding spaces; a
     marked gap (``n/a``, ``NA``, ...) missing, and counted per column in ``attrs
-    ["missing_markers"]`` so it is reported rather than merged with empty cells; numbers
+    ["missing_markers"]`` (their row positions in ``attrs["marked_missing"]``) so it is
+    reported rather than merged with empty cells; numbers
     with a decimal comma (``;``-separated files) as numbers. Only columns that pandas
     left as text are looked at again."""
     frame.columns = pd.Index([str(c).strip() for c in frame.columns])
     markers: dict[str, int] = {}
+    positions: dict[str, list[int]] = {}
     for name in frame.columns:
         column = frame[name]
         if is_id_column(name) or not pd.api.types.is_string_dtype(column.dtype):
@@ -245,11 +250,13 @@ def as_read(frame: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame:
         marked = text.str.lower().isin(MISSING_MARKERS)
         if marked.any():
             markers[name] = int(marked.sum())
+            positions[name] = [i for i, flag in enumerate(marked.tolist()) if flag]
             text = text.mask(marked)
         numbers = _numbers(text, decimal_comma=options["sep"] == ";")
         frame[name] = numbers if numbers is not None else column.mask(marked)
     frame.attrs["read_as"] = {"separator": options["sep"], "encoding": options["encoding"]}
     frame.attrs["missing_markers"] = markers
+    frame.attrs["marked_missing"] = positions
     return frame
 
 

@@ -106,8 +106,56 @@ def score(
     key = _resolve_key(data, instrument, columns)
     chosen_form, metric = _options(key, form, metric, errors)
     result = _score_frame(prepare_columns(data, key, columns), key, metric, errors)
+    _note_marked_gaps(result, _marked_items(data, key, columns), key.instrument.id)
     _flag_unverified(result, key, chosen_form.id, metric, _key_status(key))
     return result
+
+
+def is_scored(status: pd.Series) -> pd.Series:
+    """True where a status column says the row was scored (``"ok"``, possibly with a note
+    such as cells marked n/a in the file).
+
+    >>> import pandas as pd
+    >>> status = ["ok", "ok (n/a in wai_sr_3, read as missing)", "total: 3 of 12 items missing"]
+    >>> is_scored(pd.Series(status)).tolist()
+    [True, True, False]
+    """
+    return status.astype(str).str.startswith(OK)
+
+
+def _marked_items(
+    data: pd.DataFrame, key: CompiledKey, columns: Mapping[str, str] | None
+) -> dict[str, list[Any]]:
+    """The rows, per item column, whose cell the file marked as missing (``n/a``, ``NA``),
+    from ``data.attrs["marked_missing"]`` that :func:`alliance.io.read_table` records."""
+    marked = data.attrs.get("marked_missing")
+    if not isinstance(marked, dict):
+        return {}
+    renames = dict(columns or {})
+    items = set(key.columns)
+    found = {column_name(renames.get(header, header)): rows for header, rows in marked.items()}
+    return {item: rows for item, rows in found.items() if item in items}
+
+
+def _note_marked_gaps(result: pd.DataFrame, marked: Mapping[str, list[Any]], inst_id: str) -> None:
+    """Say in the status of each row which of its answers the file marked n/a: they are
+    scored as unanswered, like an empty cell, and the reader should know why."""
+    if not marked:
+        return
+    where: dict[Any, list[str]] = {}
+    for item, rows in marked.items():
+        for row in rows:
+            if row in result.index:
+                where.setdefault(row, []).append(item)
+    if not where:
+        return
+    column = f"{inst_id}_status"
+    status = result[column].astype(object)
+    for row, items in where.items():
+        note = f"n/a in {', '.join(items)}, read as missing"
+        before = str(status.at[row])
+        status.at[row] = f"{OK} ({note})" if before == OK else f"{before}; {note}"
+    result[column] = status.astype("category")
 
 
 def answer_issues(data: pd.DataFrame, instrument: str | Instrument) -> pd.DataFrame:
@@ -180,6 +228,7 @@ def score_unkeyed_total(
     key = compile_unkeyed_total(instrument)
     metric = _modes(key.instrument, metric, errors)
     result = _score_frame(prepare_columns(answers, key, None), key, metric, errors)
+    _note_marked_gaps(result, _marked_items(answers, key, None), key.instrument.id)
     _flag_unverified(result, key, None, metric, _unkeyed_status(key), UNKEYED_NOTE)
     return result
 
