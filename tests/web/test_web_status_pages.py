@@ -340,3 +340,30 @@ def test_caseload_reads_the_totals_on_sqlite_and_postgresql(clinic: Clinic) -> N
     row = html.split("BOTH-1</a></th>", 1)[1].split("</tr>", 1)[0]
     assert "3.00 of 5" in row and "sessions 1–2: 4.00, 3.00" in row
     assert "36.0 of 40" in html.split(f'href="/patients/{srs}"', 1)[1].split("</tr>", 1)[0]
+
+
+def test_caseload_order_counts_and_filters_in_sql_on_sqlite_and_postgresql(clinic: Clinic) -> None:
+    """The database orders and cuts the page: status (a patient not analysed yet counts as
+    steady), then the last session (most recent first, none last), then the code."""
+    day = date(2026, 4, 1)
+    watch = add_patient(clinic, "W-1", "t1", [(day, wai(4))])
+    store(clinic, watch, [episode(watch, "rating_discrepancy", 1)])
+    act = add_patient(clinic, "A-1", "t1", [(date(2026, 1, 1), wai(4))])
+    store(clinic, act, [episode(act, "rupture", 1, severity="high")])
+    add_patient(clinic, "S-B", "t1", [(day, wai(4))])  # never analysed: steady
+    add_patient(clinic, "S-A", "t1", [(day, wai(5))])  # same day: by code
+    add_patient(clinic, "S-OLD", "t1", [(date(2025, 12, 1), wai(5))])
+    admin = login(clinic.app, "admin")
+    t1 = clinic.users["t1"]
+    page = admin.get(f"/caseload?therapist={t1}").text
+    assert caseload_codes(page) == ["A-1", "W-1", "S-A", "S-B", "S-OLD", "CODE-P1"]
+    assert "6 patients, sorted by status" in page  # matching the filter
+    steady = admin.get(f"/caseload?therapist={t1}&status=steady").text
+    assert caseload_codes(steady) == ["S-A", "S-B", "S-OLD", "CODE-P1"]
+    assert "4 patients, sorted by status" in steady
+    everyone = admin.get("/caseload").text
+    assert caseload_codes(everyone) == ["A-1", "W-1", "S-A", "S-B", "S-OLD", "CODE-P1", "CODE-P2"]
+    summary = everyone.split('id="status-summary">', 1)[1].split('<span class="small">', 1)[0]
+    words = " ".join(re.sub(r"<[^>]+>", " ", summary).split())
+    assert words == "7 patients: ▲ Act 1, ◆ Watch 1, ● Steady 5.", summary
+    assert admin.get("/caseload?therapist=99999999999").status_code == 422

@@ -25,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -154,7 +155,11 @@ class TherapySession(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     patient: Mapped[Patient] = relationship()
-    __table_args__ = (UniqueConstraint("patient_id", "number"),)
+    # (patient, date): the caseload's last session per patient without a scan.
+    __table_args__ = (
+        UniqueConstraint("patient_id", "number"),
+        Index("ix_sessions_patient_date", "patient_id", "date"),
+    )
 
 
 class Link(Base):

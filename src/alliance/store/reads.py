@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.orm import Session
 
+from alliance.dynamics.status import STATUS_LEVELS
 from alliance.store.models import Patient, Response, TherapySession, User
 
 
@@ -117,39 +118,74 @@ def last_sessions(s: Session, patient_ids: Sequence[int]) -> dict[int, LastSessi
 
 
 @dataclass(frozen=True)
-class CaseloadEntry:
-    """What the caseload needs to count, filter and order a patient (no ORM object)."""
+class CaseloadCounts:
+    """How many visible patients have each status, per therapist: what the caseload's
+    counts, filter choices and page numbers need, from one small grouped query."""
 
-    patient_id: int
-    code: str
-    status: str | None
-    therapist_id: int
-    last_date: date | None
+    by_therapist: dict[int, dict[str, int]]
 
-
-def caseload_index(s: Session, visible: Any) -> list[CaseloadEntry]:
-    """Every patient matching ``visible`` (a WHERE clause, e.g.
-    :func:`alliance.store.repo.visible_patients`) with their stored status and the date of
-    their last session: one grouped query, plain rows. The caseload counts, filters and
-    orders these, then loads only the page it shows."""
-    query = (
-        select(
-            Patient.id,
-            Patient.code,
-            Patient.status,
-            Patient.therapist_id,
-            func.max(TherapySession.date),
+    def total(self, status: str = "", therapist_id: int | None = None) -> int:
+        """Patients with ``status`` (any if empty) of ``therapist_id`` (any if None)."""
+        return sum(
+            n
+            for tid, levels in self.by_therapist.items()
+            if therapist_id is None or tid == therapist_id
+            for level, n in levels.items()
+            if not status or level == status
         )
-        .outerjoin(TherapySession, TherapySession.patient_id == Patient.id)
-        .where(visible)
-        .group_by(Patient.id, Patient.code, Patient.status, Patient.therapist_id)
+
+
+def _status_level() -> Any:
+    """The stored status as one of STATUS_LEVELS, in their order (0 = act): a patient the
+    analytics have not judged yet counts as steady."""
+    return case(
+        *[(Patient.status == level, rank) for rank, level in enumerate(STATUS_LEVELS[:-1])],
+        else_=len(STATUS_LEVELS) - 1,
     )
-    out = []
-    for pid, code, status, therapist_id, on in s.execute(query):
-        if isinstance(on, str):  # SQLite's max() returns the stored text
-            on = date.fromisoformat(on)
-        out.append(CaseloadEntry(pid, code, status, therapist_id, on))
-    return out
+
+
+def caseload_counts(s: Session, visible: Any) -> CaseloadCounts:
+    """The visible patients (``visible``: a WHERE clause such as
+    :func:`alliance.store.repo.visible_patients`) counted by therapist and status."""
+    level = _status_level()
+    query = (
+        select(Patient.therapist_id, level, func.count(Patient.id))
+        .where(visible)
+        .group_by(Patient.therapist_id, level)
+    )
+    out: dict[int, dict[str, int]] = {}
+    for therapist_id, rank, n in s.execute(query):
+        out.setdefault(therapist_id, {})[STATUS_LEVELS[rank]] = n
+    return CaseloadCounts(out)
+
+
+def caseload_page(
+    s: Session,
+    visible: Any,
+    *,
+    status: str = "",
+    therapist_id: int | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> list[int]:
+    """The ids of one page of the visible patients, filtered by ``status`` and
+    ``therapist_id``, in the caseload's order: by status (act, watch, steady), then by the
+    last session (most recent first, none yet last), then by code. The database orders and
+    cuts the page, so the cost does not grow with the clinic in Python; the last session
+    comes from the (patient, date) index."""
+    level = _status_level()
+    last = (
+        select(func.max(TherapySession.date))
+        .where(TherapySession.patient_id == Patient.id)
+        .scalar_subquery()
+    )
+    query = select(Patient.id).where(visible)
+    if status:
+        query = query.where(level == STATUS_LEVELS.index(status))
+    if therapist_id is not None:
+        query = query.where(Patient.therapist_id == therapist_id)
+    query = query.order_by(level, last.is_(None), last.desc(), Patient.code, Patient.id)
+    return list(s.scalars(query.offset(offset).limit(limit)))
 
 
 def patients_in_order(s: Session, patient_ids: Sequence[int]) -> list[Patient]:

@@ -39,7 +39,7 @@ from alliance.web.security import (
     pseudonym,
     verify_password,
 )
-from alliance.web.validation import RowId, text_problem
+from alliance.web.validation import DB_ID_MAX, RowId, text_problem
 
 router = APIRouter(include_in_schema=False)
 CLINICAL = ("admin", "supervisor", "therapist")
@@ -156,17 +156,6 @@ def _status_of(p: Patient) -> tuple[str, str, int | None]:
     return _level(p.status), p.status_reason or "No open alerts.", p.status_since
 
 
-def caseload_order(entries: Sequence[reads.CaseloadEntry]) -> list[reads.CaseloadEntry]:
-    """The patients by status (act, watch, steady), then by their last session (most
-    recent first; none yet last), then by code."""
-
-    def key(e: reads.CaseloadEntry) -> tuple[int, int, str]:
-        recent = -e.last_date.toordinal() if e.last_date else 1
-        return (STATUS_LEVELS.index(_level(e.status)), recent, e.code)
-
-    return sorted(entries, key=key)
-
-
 def caseload_rows(s: Session, patients: Sequence[Patient]) -> list[dict[str, Any]]:
     """One row per patient, in the given order: status and reason, trend, latest scores
     (with their scale) and the last session.
@@ -259,40 +248,42 @@ def caseload(
     team_view = user.role in ("supervisor", "admin")
     number = _page_of(page)
     with ctx.db.audited() as s:
-        # Count, filter and order plain rows of every visible patient; load only the page.
-        entries = reads.caseload_index(s, repo.visible_patients(user))
-        counts = {level: 0 for level in STATUS_LEVELS}
-        for e in entries:
-            counts[_level(e.status)] += 1
-        therapists = reads.users_by_id(s, [e.therapist_id for e in entries])
+        # The database counts, filters, orders and cuts the page; only its rows are loaded.
+        visible = repo.visible_patients(user)
+        counted = reads.caseload_counts(s, visible)
+        counts = {level: counted.total(level) for level in STATUS_LEVELS}
+        therapists = reads.users_by_id(s, list(counted.by_therapist))
         choices = {
             str(u.id): u.display_name or u.username
             for u in sorted(therapists.values(), key=lambda u: u.display_name or u.username)
         }
-        shown = entries
         if team_view:
             _filter_choice(status, "status", STATUS_LABELS)
-            if therapist and not therapist.isdigit():
+            if therapist and not (therapist.isdigit() and 1 <= int(therapist) <= DB_ID_MAX):
                 raise HTTPException(422, "therapist: must be a therapist's id (or empty)")
-            if status:
-                shown = [e for e in shown if _level(e.status) == status]
-            if therapist:
-                shown = [e for e in shown if str(e.therapist_id) == therapist]
         else:
             status = therapist = ""
-        ordered = caseload_order(shown)
-        pages = max(1, -(-len(ordered) // CASELOAD_PAGE))
+        chosen_therapist = int(therapist) if therapist else None
+        matching = counted.total(status, chosen_therapist)
+        pages = max(1, -(-matching // CASELOAD_PAGE))
         number = min(number, pages)
         start = (number - 1) * CASELOAD_PAGE
-        page_ids = [e.patient_id for e in ordered[start : start + CASELOAD_PAGE]]
+        page_ids = reads.caseload_page(
+            s,
+            visible,
+            status=status,
+            therapist_id=chosen_therapist,
+            offset=start,
+            limit=CASELOAD_PAGE,
+        )
         rows = caseload_rows(s, reads.patients_in_order(s, page_ids))
         repo.audit(s, user, "read", "caseload", detail=f"{len(rows)} patients", patients=page_ids)
         query = {k: v for k, v in (("status", status), ("therapist", therapist)) if v}
         return ctx.render(
             "caseload.html",
             rows=rows,
-            total=len(entries),
-            matching=len(ordered),
+            total=counted.total(),
+            matching=matching,
             first=start + 1,
             page=number,
             pages=pages,
