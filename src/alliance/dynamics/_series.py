@@ -3,7 +3,10 @@
 Every analytic in :mod:`alliance.dynamics` works on the same representation: the rows of a
 long session table sorted by patient and session, the score as a float array, and the
 start offset of each patient's block. Group statistics then come from ``np.add.reduceat``
-and cumulative sums, never from a Python loop over patients.
+and running sums within each patient (:meth:`Series.cumsum_within`), never from a Python
+loop over patients. No number of a patient depends on the other patients of the batch, to
+the last bit: any partition by patient gives the same answer (the promise that lets the
+same kernels run on partitions of a distributed engine).
 
 Rows whose score is missing are dropped first: a missing session is skipped, so the
 "previous session" of session 5 after a missing session 4 is session 3.
@@ -138,28 +141,53 @@ class Series:
             return np.zeros(0)
         dev = values - values[self.starts][self.code]
         n = (self.position + 1).astype(np.float64)
-        s1 = self._within(np.cumsum(dev))
-        s2 = self._within(np.cumsum(dev * dev))
+        s1 = self.cumsum_within(dev)
+        s2 = self.cumsum_within(dev * dev)
         with np.errstate(invalid="ignore", divide="ignore"):
             var = (s2 - s1 * s1 / n) / (n - 1)
         sd = np.sqrt(np.maximum(var, 0.0))
         sd[n < max(min_n, 2)] = np.nan
         return np.asarray(sd, dtype=np.float64)
 
-    def _within(self, cumulative: FloatArray) -> FloatArray:
-        """Turn a cumulative sum over all rows into one that restarts at each patient."""
-        before = np.concatenate(([0.0], cumulative[:-1]))[self.starts]
-        return np.asarray(cumulative - before[self.code], dtype=np.float64)
+    def cumsum_within(self, values: FloatArray) -> FloatArray:
+        """Running sum of ``values`` within each patient, added in session order from the
+        patient's first row: a patient's sums are the same, bit for bit, whichever patients
+        share the batch (a cumulative sum over the whole batch carries their rounding).
+
+        One vectorised step per session position, over the patients that reach it (patients
+        sorted by length once), so the work stays O(rows).
+
+        >>> import pandas as pd
+        >>> t = pd.DataFrame({"patient_id": [1, 1, 1, 2, 2], "session": [1, 2, 3, 1, 2],
+        ...                   "v": [1.0, 2.0, 3.0, 10.0, 20.0]})
+        >>> s = prepare_series(t, "v")
+        >>> s.cumsum_within(s.x).tolist()
+        [1.0, 3.0, 6.0, 10.0, 30.0]
+        """
+        out = np.array(values, dtype=np.float64, copy=True)
+        if out.size == 0 or self.sizes.size == 0:
+            return out
+        longest_first = np.argsort(-self.sizes, kind="stable")
+        starts = self.starts[longest_first]
+        sizes = self.sizes[longest_first]
+        for k in range(1, int(sizes[0])):
+            rows = starts[: _reaching(sizes, k)] + k
+            out[rows] += out[rows - 1]
+        return out
 
     def expanding_mean_before(self, values: FloatArray) -> FloatArray:
         """Mean of all earlier observed values of the same patient (NaN on first rows)."""
-        before = np.cumsum(values)
-        before -= values
-        before -= before[self.starts][self.code]
+        running = self.cumsum_within(values)
+        before = np.full(values.size, np.nan)
+        later = self.position > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            before /= self.position
-        before[self.starts] = np.nan
+            before[later] = running[np.flatnonzero(later) - 1] / self.position[later]
         return before
+
+
+def _reaching(sizes_descending: IntArray, k: int) -> int:
+    """How many patients (sorted by length, longest first) have more than ``k`` rows."""
+    return int(np.searchsorted(-sizes_descending, -k, side="left"))
 
 
 def require_columns(table: pd.DataFrame, columns: list[str]) -> None:

@@ -414,9 +414,13 @@ def rolling_mean_before(s: Series, values: FloatArray, k: int) -> FloatArray:
     """
     if k < 1:
         raise DynamicsInputError("baseline_window must be at least 1")
-    before = np.cumsum(values) - values
+    # The window summed directly, nearest session first: each patient's own values only,
+    # so the mean is the same whichever patients share the batch.
     m = np.minimum(s.position, k)
-    total = before - before[np.arange(values.size) - m]
+    total = np.zeros(values.size)
+    for lag in range(1, min(k, int(m.max(initial=0))) + 1):
+        reach = m >= lag
+        total[reach] += values[np.flatnonzero(reach) - lag]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / m
     mean[m == 0] = np.nan
