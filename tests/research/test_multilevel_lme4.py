@@ -1,0 +1,142 @@
+"""The mixed-model engine against lme4 and lmerTest themselves (issue 11).
+
+References: ``tests/data/multilevel/references.json``, written by ``generate.R`` beside it
+(lme4 1.1-31 and lmerTest 3.1-3 from Debian on R 4.2.2, BOBYQA with rhoend 1e-12). Our
+optimum's deviance is never above lme4's (checked below), so where the likelihood surface is
+flat (a variance near zero) the two optima can differ in the 5th digit of that variance while
+their deviances agree to 1e-12; those variances are compared at the tolerance named there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance.research.multilevel import FormulaError, lmm, lrt
+
+DATA = Path(__file__).parents[1] / "data" / "multilevel"
+REFS: dict[str, Any] = json.loads((DATA / "references.json").read_text())
+# variances on a flat part of the surface (near zero, or a small therapist variance beside
+# a random slope): compared at 1e-4 relative, or 1e-9 absolute where lme4 reports exactly 0
+FLAT = {"sessions_slope", "sessions_crossed", "pastes_nested", "sessions_within_between_ml"}
+
+
+def _table(name: str) -> pd.DataFrame:
+    if name != "sessions":
+        return pd.read_csv(DATA / f"{name}.csv", dtype={"Subject": str})
+    s = pd.read_csv(
+        DATA / "synthetic_alliance_sessions.csv", dtype={"therapist": str, "patient": str}
+    )
+    s["a_pm"] = s.groupby(["therapist", "patient"])["alliance"].transform("mean")
+    s["a_cwp"] = s["alliance"] - s["a_pm"]
+    s["a_pm_c"] = s["a_pm"] - s["a_pm"].mean()
+    s["sess0"] = s["session"] - 1
+    s["visit"] = s["session"].astype(str)
+    return s
+
+
+_FITS: dict[str, Any] = {}
+
+
+def _fit(key: str) -> Any:
+    if key not in _FITS:
+        ref = REFS["fits"][key]
+        _FITS[key] = lmm(ref["formula"], _table(ref["data"]), reml=ref["reml"])
+    return _FITS[key]
+
+
+@pytest.mark.parametrize("key", list(REFS["fits"]))
+def test_fixed_effects_se_and_loglik_match_lme4(key: str) -> None:
+    ref, fit = REFS["fits"][key], _fit(key)
+    assert fit.converged
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-9)
+    assert fit.loglik >= ref["logLik"] - 1e-9  # never a worse optimum than lme4's
+    assert fit.aic == pytest.approx(ref["AIC"], rel=1e-9)
+    assert fit.bic == pytest.approx(ref["BIC"], rel=1e-9)
+    assert list(fit.fixed.index) == list(np.atleast_1d(ref["fixef"]["names"]))
+    np.testing.assert_allclose(fit.fixed["estimate"], ref["fixef"]["est"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        fit.fixed["se"], ref["fixef"]["se"], rtol=1e-5 if key in FLAT else 1e-6
+    )
+    assert fit.singular == ref["singular"]
+
+
+@pytest.mark.parametrize("key", list(REFS["fits"]))
+def test_variance_components_match_lme4(key: str) -> None:
+    ref, fit = REFS["fits"][key], _fit(key)
+    vc = fit.varcorr
+    assert list(vc["group"]) == list(ref["varcorr"]["grp"])
+    expected = np.array(ref["varcorr"]["vcov"], dtype=float)
+    # the small therapist and batch variances sit on flat ground: lme4 stops 1.5e-6 away
+    rtol = 1e-4 if key in FLAT else 1e-5
+    np.testing.assert_allclose(vc["vcov"], expected, rtol=rtol, atol=1e-9)
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=rtol)
+
+
+@pytest.mark.parametrize("key", [k for k in REFS["fits"] if k not in FLAT])
+def test_satterthwaite_df_match_lmertest(key: str) -> None:
+    ref, fit = REFS["fits"][key], _fit(key)
+    np.testing.assert_allclose(fit.fixed["df"], ref["fixef"]["df_satterthwaite"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", list(REFS["fits"]))
+def test_conditional_modes_and_their_sds_match_lme4(key: str) -> None:
+    ref, fit = REFS["fits"][key], _fit(key)
+    theirs = pd.DataFrame(ref["ranef"]).set_index(["grpvar", "term", "grp"])
+    ours = fit.ranef.copy()
+    # lme4 names a nested level "therapist:patient" by the values in the term's order
+    ours = ours.set_index(["group", "effect", "level"]).reindex(theirs.index)
+    assert not ours["mode"].isna().any()
+    scale = float(np.abs(theirs["condval"]).max())
+    rtol = 1e-3 if key in FLAT else 1e-5
+    np.testing.assert_allclose(ours["mode"], theirs["condval"], atol=rtol * scale)
+    big = theirs["condsd"] > 1e-6 * scale  # a variance at zero has modes and SDs of zero
+    np.testing.assert_allclose(ours["condsd"][big], theirs["condsd"][big], rtol=rtol)
+
+
+def test_likelihood_ratio_test_refits_by_ml_as_lme4_anova() -> None:
+    ref = REFS["lrt_sessions_null_vs_within_between"]
+    table = lrt(_fit("sessions_within_between"), _fit("sessions_null"))
+    assert list(table["npar"]) == ref["npar"]
+    np.testing.assert_allclose(table["logLik"], ref["logLik"], rtol=1e-9)
+    assert table["chisq"].iloc[1] == pytest.approx(ref["Chisq"][1], rel=1e-7)
+    assert table["df"].iloc[1] == ref["Df"][1]
+
+
+def test_solver_paths_agree_with_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the same theta the blockwise and sparse factorizations give the dense path's
+    deviance, estimates and conditional SDs."""
+    module = importlib.import_module("alliance.research.multilevel.lmm")
+    ref = REFS["fits"]["sessions_within_between"]
+    table = _table(ref["data"])
+    dense = lmm(ref["formula"], table)
+    for path, limit in (("blocks", 30), ("sparse", 10)):
+        monkeypatch.setattr(module, "DENSE_UP_TO", limit)
+        model = module._Model(ref["formula"], table, True)
+        fit = module.MixedModelFit(model, dense.theta, True)
+        assert fit._best.solver.kind == path
+        assert fit.loglik == pytest.approx(dense.loglik, rel=1e-12)
+        np.testing.assert_allclose(fit.fixed["se"], dense.fixed["se"], rtol=1e-9)
+        np.testing.assert_allclose(fit.ranef["condsd"], dense.ranef["condsd"], rtol=1e-9)
+        np.testing.assert_allclose(fit.ranef["mode"], dense.ranef["mode"], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("formula", "message"),
+    [
+        ("y ~ x", "no random term"),
+        ("y ~ x + (1 | nope)", "not in the table"),
+        ("y ~ x + (x || g)", "'||'"),
+        ("y x + (1 | g)", "exactly one '~'"),
+    ],
+)
+def test_bad_formulas_name_the_rule(formula: str, message: str) -> None:
+    t = pd.DataFrame({"g": list("aabb"), "x": [0.0, 1, 0, 1], "y": [1.0, 2, 3, 4]})
+    with pytest.raises(FormulaError, match=message):
+        lmm(formula, t)
