@@ -154,11 +154,8 @@ def _factors(design: _Design, theta: FloatArray) -> list[FloatArray]:
     (its lower triangle in column-major order, as lme4 orders it)."""
     out, at = [], 0
     for term in design.terms:
-        k = term.k
-        t = np.zeros((k, k))
-        rows, cols = np.tril_indices(k)
-        order = np.lexsort((rows, cols))  # column-major
-        t[rows[order], cols[order]] = theta[at : at + term.n_theta]
+        t = np.zeros((term.k, term.k))
+        t[_column_major(term.k)] = theta[at : at + term.n_theta]
         out.append(t)
         at += term.n_theta
     return out
@@ -310,8 +307,8 @@ class _Profile:
 
 
 class _Model:
-    """A model's design and cross-products with the deviance functions the fit, its tests
-    and its intervals need (Bates et al. 2015, eqs. 34 and 41)."""
+    """A model's design and cross-products with the deviance functions the fit and its
+    tests need (Bates et al. 2015, eqs. 34 and 41)."""
 
     def __init__(self, formula: str, data: pd.DataFrame, reml: bool) -> None:
         self.formula = formula
@@ -327,8 +324,10 @@ class _Model:
         factors = _factors(design, theta)
         lam = _lambda(design, factors)
         a = (lam.T @ cross.ztz @ lam + sp.identity(lam.shape[0], format="csc")).tocsc()
-        t1 = factors[0]
-        first = np.einsum("ba,mbc,cd->mad", t1, cross.first_blocks, t1) + np.eye(t1.shape[0])
+        first = None
+        if a.shape[0] > DENSE_UP_TO:  # the first term's blocks, for the blockwise path only
+            t1 = factors[0]
+            first = np.einsum("ba,mbc,cd->mad", t1, cross.first_blocks, t1) + np.eye(t1.shape[0])
         solver = _Solver(a, cross.offsets[1], first)
         zlx = np.asarray(lam.T @ cross.ztx)
         zly = np.asarray(lam.T @ cross.zty)
