@@ -7,6 +7,7 @@ import typer
 from alliance.cli import dynamics as _dynamics
 from alliance.cli import instruments as _instruments
 from alliance.cli import meta as _meta
+from alliance.cli import model as _model
 from alliance.cli import score as _score
 from alliance.cli import simulate as _simulate
 from alliance.cli import web as _web
@@ -56,6 +57,8 @@ app.command("ruptures", no_args_is_help=True)(_dynamics.ruptures_command)
 app.command("alerts", no_args_is_help=True)(_dynamics.alerts_command)
 # Study
 app.command("meta", no_args_is_help=True)(_meta.meta_command)
+app.command("model", no_args_is_help=True)(_model.model_command)
+app.command("therapists", no_args_is_help=True)(_model.therapists_command)
 # The clinic
 app.command("demo")(_web.demo_command)
 app.command("serve")(_web.serve_command)

@@ -2,6 +2,8 @@
 
 ``lmm`` fits linear mixed models written in lme4's notation, by REML or ML, with any number
 of nested or crossed random terms; the results are tables, as lme4's summaries are.
+``confint`` gives profile-likelihood intervals of the variance components, ``lrt``
+likelihood-ratio tests of nested fits.
 
 >>> import pandas as pd
 >>> from alliance.research.multilevel import lmm
@@ -13,12 +15,14 @@ of nested or crossed random terms; the results are tables, as lme4's summaries a
 from alliance.research.multilevel.formula import Formula, FormulaError, RandomTerm, parse_formula
 from alliance.research.multilevel.inference import lrt, satterthwaite_df
 from alliance.research.multilevel.lmm import MixedModelFit, lmm
+from alliance.research.multilevel.profile import confint
 
 __all__ = [
     "Formula",
     "FormulaError",
     "MixedModelFit",
     "RandomTerm",
+    "confint",
     "lmm",
     "lrt",
     "parse_formula",

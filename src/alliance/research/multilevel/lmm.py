@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import optimize, stats
 from scipy.sparse.linalg import splu
+from threadpoolctl import threadpool_limits
 
 from alliance.research.multilevel.formula import (
     INTERCEPT,
@@ -49,6 +51,13 @@ from alliance.research.multilevel.inference import (
 
 FloatArray = npt.NDArray[np.float64]
 DENSE_UP_TO = 2000  # random-effect columns up to which A is factored as a dense matrix
+
+
+def _serial_blas() -> threadpool_limits:
+    """BLAS on one thread while fitting: the factorizations are small and many, and
+    OpenBLAS's threads then cost more than they save (on two cores a 200,000-row fit took
+    5.1 s with two threads, 2.9 s with one)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -135,11 +144,25 @@ def _columns_of(column: pd.Series, name: str) -> dict[str, FloatArray]:
 
 
 def _term(spec: RandomTerm, rows: pd.DataFrame) -> _Term:
-    # a level is named by its values in the order of the term's name, as lme4 names it
-    key = rows[spec.name.split(":")].astype(str).agg(":".join, axis=1)
-    codes, levels = pd.factorize(key, sort=True)
+    codes, levels = _levels(rows[spec.name.split(":")])
     values = [np.ones(len(rows)) if e == INTERCEPT else _numeric(rows[e], e) for e in spec.effects]
     return _Term(spec, codes.astype(np.int64), np.column_stack(values), pd.Index(levels))
+
+
+def _levels(columns: pd.DataFrame) -> tuple[npt.NDArray[np.intp], pd.Index]:
+    """Each row's level code and the sorted level names, a level named by its values in
+    the order of the term's name ("cask:batch"), as lme4 names it. Only the distinct
+    combinations are joined into names, so this is O(rows), not O(rows) string joins."""
+    text = columns.astype(str)
+    combination = text.groupby(list(text.columns), sort=False).ngroup().to_numpy()
+    firsts = np.unique(combination, return_index=True)[1]
+    first_rows = [text[c].iloc[firsts] for c in text.columns]
+    others: list[Any] = first_rows[1:]
+    names = first_rows[0].str.cat(others, sep=":").to_numpy(dtype=object)
+    order = np.argsort(names, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[combination], pd.Index(names[order])
 
 
 def _numeric(column: pd.Series, name: str) -> FloatArray:
@@ -189,15 +212,66 @@ class _Cross:
         np.add.at(
             self.first_blocks, first.level, first.values[:, :, None] * first.values[:, None, :]
         )
+        q1 = self.offsets[1]
+        self.ztz_dense = self.ztz.toarray() if self.ztz.shape[0] <= DENSE_UP_TO else None
+        self.blockwise = self.ztz.shape[0] > DENSE_UP_TO and self.ztz.shape[0] - q1 <= DENSE_UP_TO
+        if self.blockwise:  # the pieces of Z'Z the blockwise path uses
+            self.z1tz2 = self.ztz[:q1, q1:].tocsr()
+            self.z2tz2 = self.ztz[q1:, q1:].toarray()
 
 
-def _lambda(design: _Design, factors: list[FloatArray]) -> sp.csc_matrix:
+def _block_diagonal(blocks: FloatArray) -> sp.csr_matrix:
+    """The sparse block-diagonal matrix of ``m`` (k x k) blocks."""
+    m, k, _ = blocks.shape
+    rows = np.repeat(np.arange(m * k), k)
+    cols = (np.arange(m)[:, None, None] * k + np.arange(k)[None, None, :]).repeat(k, 1)
+    return sp.csr_matrix((blocks.ravel(), (rows, cols.ravel())), shape=(m * k, m * k))
+
+
+def _lambda(terms: list[_Term], factors: list[FloatArray]) -> sp.csr_matrix:
     """Lambda(theta): block diagonal, I (levels) kron T for each term."""
     parts = [
-        sp.kron(sp.identity(len(term.levels), format="csc"), sp.csc_matrix(t), format="csc")
-        for term, t in zip(design.terms, factors, strict=True)
+        _block_diagonal(np.broadcast_to(t, (len(term.levels), term.k, term.k)))
+        for term, t in zip(terms, factors, strict=True)
     ]
-    return sp.block_diag(parts, format="csc")
+    return sp.block_diag(parts, format="csr")
+
+
+def _lambda_t_times(design: _Design, factors: list[FloatArray], b: FloatArray) -> FloatArray:
+    """Lambda' b without forming Lambda: each term's rows of ``b`` times its T' level by
+    level."""
+    out, at = np.empty_like(b), 0
+    for term, t in zip(design.terms, factors, strict=True):
+        m, k = len(term.levels), term.k
+        part = b[at : at + m * k].reshape(m, k, -1).transpose(0, 2, 1)  # (m, p, k)
+        out[at : at + m * k] = (
+            (part.reshape(-1, k) @ t).reshape(m, -1, k).transpose(0, 2, 1).reshape(m * k, -1)
+        )
+        at += m * k
+    return out
+
+
+def _congruence(blocks: FloatArray, t: FloatArray) -> FloatArray:
+    """T' B T for each symmetric block B, as two large products rather than m small ones."""
+    m, k, _ = blocks.shape
+    bt = (blocks.reshape(m * k, k) @ t).reshape(m, k, k)  # B T; its transpose is T' B
+    return (bt.transpose(0, 2, 1).reshape(m * k, k) @ t).reshape(m, k, k)
+
+
+def _spd_inverse(blocks: FloatArray) -> tuple[FloatArray, float]:
+    """Inverses and summed log-determinant of a stack of small positive definite blocks;
+    closed forms for 1 x 1 and 2 x 2, LAPACK beyond."""
+    k = blocks.shape[1]
+    if k == 1:
+        return np.asarray(1.0 / blocks, dtype=np.float64), float(np.log(blocks).sum())
+    if k == 2:
+        a, b, d = blocks[:, 0, 0], blocks[:, 0, 1], blocks[:, 1, 1]
+        det = a * d - b * b
+        inverse = np.stack([np.stack([d, -b], -1), np.stack([-b, a], -1)], -2) / det[:, None, None]
+        return np.asarray(inverse, dtype=np.float64), float(np.log(det).sum())
+    return np.asarray(np.linalg.inv(blocks), dtype=np.float64), float(
+        np.linalg.slogdet(blocks)[1].sum()
+    )
 
 
 class _Solver:
@@ -206,20 +280,26 @@ class _Solver:
     Three ways by size: a dense Cholesky up to :data:`DENSE_UP_TO` columns; else, when the
     terms after the first have at most that many columns (patients' intercepts and slopes,
     then therapists), the first term's block-diagonal part is eliminated block by block and
-    the rest factored densely as its Schur complement, in O(levels); else a sparse LU with
-    a fill-reducing ordering (A is symmetric positive definite, so the diagonal of its U
-    gives the log-determinant)."""
+    the rest factored densely as its Schur complement, in O(levels) and without forming A;
+    else a sparse LU with a fill-reducing ordering (A is symmetric positive definite, so
+    the diagonal of its U gives the log-determinant)."""
 
-    def __init__(self, a: sp.csc_matrix, q1: int, first: FloatArray | None) -> None:
-        q = self.size = a.shape[0]
-        if q <= DENSE_UP_TO:
-            self.kind = "dense"
-            self.chol = la.cho_factor(a.toarray(), lower=True)
-            self.logdet = 2.0 * float(np.log(np.diag(self.chol[0])).sum())
-        elif first is not None and q - q1 <= DENSE_UP_TO:
+    def __init__(self, design: _Design, cross: _Cross, factors: list[FloatArray]) -> None:
+        self.size = cross.ztz.shape[0]
+        if cross.blockwise:
             self.kind = "blocks"
-            self._blocks(a, q1, first)
+            self._blocks(design, cross, factors)
+            return
+        if cross.ztz_dense is not None:
+            self.kind = "dense"
+            # Lambda' (Z'Z) Lambda as two passes of Lambda' over the rows (Z'Z is symmetric)
+            half = _lambda_t_times(design, factors, cross.ztz_dense)
+            a_dense = _lambda_t_times(design, factors, np.ascontiguousarray(half.T))
+            self.chol = la.cho_factor(a_dense + np.eye(self.size), lower=True)
+            self.logdet = 2.0 * float(np.log(np.diag(self.chol[0])).sum())
         else:
+            lam = _lambda(design.terms, factors)
+            a = (lam.T @ cross.ztz @ lam + sp.identity(self.size, format="csc")).tocsc()
             self.kind = "sparse"
             self.lu = splu(
                 a,
@@ -229,20 +309,19 @@ class _Solver:
             )
             self.logdet = float(np.log(np.abs(self.lu.U.diagonal())).sum())
 
-    def _blocks(self, a: sp.csc_matrix, q1: int, first: FloatArray) -> None:
-        m, k, _ = first.shape
-        self.first_inverse = np.linalg.inv(first)
-        logdets = np.linalg.slogdet(first)[1]
-        rows = (np.arange(m)[:, None, None] * k + np.arange(k)[None, :, None]).repeat(k, 2)
-        cols = (np.arange(m)[:, None, None] * k + np.arange(k)[None, None, :]).repeat(k, 1)
-        inverse = self.first_inverse.ravel()
-        self.a11_inv = sp.csc_matrix((inverse, (rows.ravel(), cols.ravel())), shape=(q1, q1))
-        self.a12 = a[:q1, q1:].tocsc()
+    def _blocks(self, design: _Design, cross: _Cross, factors: list[FloatArray]) -> None:
+        t1, q1 = factors[0], cross.offsets[1]
+        a11 = _congruence(cross.first_blocks, t1) + np.eye(t1.shape[0])
+        self.first_inverse, logdet11 = _spd_inverse(a11)
+        self.a11_inv = _block_diagonal(self.first_inverse)
+        lam1 = _block_diagonal(np.broadcast_to(t1, a11.shape))
+        lam2 = _lambda(design.terms[1:], factors[1:])
+        self.a12 = (lam1.T @ cross.z1tz2 @ lam2).tocsr()
         self.w = (self.a11_inv @ self.a12).tocsr()  # A11^-1 A12
-        schur = a[q1:, q1:].toarray() - (self.a12.T @ self.w).toarray()
-        self.chol = la.cho_factor(schur, lower=True)
+        a22 = lam2.T @ (lam2.T @ cross.z2tz2).T + np.eye(lam2.shape[0])
+        self.chol = la.cho_factor(a22 - (self.a12.T @ self.w).toarray(), lower=True)
         self.q1 = q1
-        self.logdet = float(logdets.sum()) + 2.0 * float(np.log(np.diag(self.chol[0])).sum())
+        self.logdet = logdet11 + 2.0 * float(np.log(np.diag(self.chol[0])).sum())
 
     def solve(self, b: FloatArray) -> FloatArray:
         if self.kind == "dense":
@@ -322,15 +401,9 @@ class _Model:
     def profile(self, theta: FloatArray) -> _Profile:
         design, cross = self.design, self.cross
         factors = _factors(design, theta)
-        lam = _lambda(design, factors)
-        a = (lam.T @ cross.ztz @ lam + sp.identity(lam.shape[0], format="csc")).tocsc()
-        first = None
-        if a.shape[0] > DENSE_UP_TO:  # the first term's blocks, for the blockwise path only
-            t1 = factors[0]
-            first = np.einsum("ba,mbc,cd->mad", t1, cross.first_blocks, t1) + np.eye(t1.shape[0])
-        solver = _Solver(a, cross.offsets[1], first)
-        zlx = np.asarray(lam.T @ cross.ztx)
-        zly = np.asarray(lam.T @ cross.zty)
+        solver = _Solver(design, cross, factors)
+        zlx = _lambda_t_times(design, factors, cross.ztx)
+        zly = _lambda_t_times(design, factors, cross.zty[:, None])[:, 0]
         p_mat = solver.solve(zlx)
         w = solver.solve(zly)
         rx = cross.xtx - zlx.T @ p_mat
@@ -394,23 +467,29 @@ def _optimise(
     bounds: list[tuple[float | None, float | None]],
 ) -> tuple[FloatArray, bool]:
     """COBYQA (a derivative-free trust-region method with quadratic models, the successor of
-    the BOBYQA lme4 uses), then a bounded quasi-Newton step from its end point."""
-    first = optimize.minimize(
-        deviance,
-        start,
-        method="COBYQA",
-        bounds=bounds,
-        options={"f_target": -np.inf, "final_tr_radius": 1e-10, "maxfev": 20000},
-    )
-    polish = optimize.minimize(
-        deviance,
-        first.x,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500},
-    )
+    the BOBYQA lme4 uses); a bounded quasi-Newton run from its end point only when it stops
+    short (at its tight radius it already matches lme4's optimum, so polishing every fit
+    would cost a third more deviance evaluations for nothing)."""
+    with _serial_blas():
+        first = optimize.minimize(
+            deviance,
+            start,
+            method="COBYQA",
+            bounds=bounds,
+            options={"f_target": -np.inf, "final_tr_radius": 1e-10, "maxfev": 20000},
+        )
+    if first.success:
+        return np.asarray(first.x, dtype=np.float64), True
+    with _serial_blas():
+        polish = optimize.minimize(
+            deviance,
+            first.x,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 500},
+        )
     best = polish if polish.fun <= first.fun else first
-    return np.asarray(best.x, dtype=np.float64), bool(first.success)
+    return np.asarray(best.x, dtype=np.float64), bool(polish.success)
 
 
 def lmm(formula: str, data: pd.DataFrame, *, reml: bool = True) -> MixedModelFit:
@@ -488,19 +567,24 @@ class MixedModelFit:
     @cached_property
     def varpar_derivatives(self) -> tuple[FloatArray, FloatArray]:
         """Var(theta, sigma) and d Var(beta) / d(theta, sigma), for Satterthwaite's df."""
-        return varpar_derivatives(self)
+        with _serial_blas():
+            return varpar_derivatives(self)
 
     @cached_property
     def fixed(self) -> pd.DataFrame:
-        """estimate, se, df (Satterthwaite, as lmerTest), t and p of each fixed effect."""
+        """estimate, se, df (Satterthwaite, as lmerTest), t, p and the 95% interval
+        (estimate +- t quantile x se on those df) of each fixed effect."""
+        estimate = self.coef.to_numpy()
         se = np.sqrt(np.diag(self.vcov.to_numpy()))
         df = satterthwaite_df(self, np.eye(self.model.p))
-        t = self.coef.to_numpy() / se
+        t = estimate / se
         p = 2.0 * stats.t.sf(np.abs(t), df)
+        half = stats.t.ppf(0.975, df) * se
         return pd.DataFrame(
-            {"estimate": self.coef.to_numpy(), "se": se, "df": df, "t": t, "p": p},
+            {"estimate": estimate, "se": se, "df": df, "t": t, "p": p,
+             "lower": estimate - half, "upper": estimate + half},
             index=self.coef.index,
-        )
+        )  # fmt: skip
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:

@@ -1,0 +1,301 @@
+"""The multilevel questions of alliance research, each a table in and a result out.
+
+- :func:`within_between`: does a better alliance in a session go with a better outcome for
+  that patient (within), or does it only tell patients apart (between)? Person-mean
+  centring separates the two (Curran & Bauer 2011, Annu Rev Psychol 62:583-619,
+  doi:10.1146/annurev.psych.093008.100356); ``lagged=True`` predicts the next session's
+  outcome from this session's alliance, controlling for this session's outcome, as in
+  Falkenström, Granström & Holmqvist (2013), J Couns Psychol 60(3):317-328,
+  doi:10.1037/a0032258.
+- :func:`therapist_effects`: how much of a score belongs to the therapist (the ICC with a
+  profile-likelihood interval) and each therapist's shrunken effect with its interval, for
+  a caterpillar chart; raw therapist means rank noise (Crits-Christoph et al. 2011, Psychother
+  Res 21(3):267-276: one session's alliance has a generalizability of about .77, and
+  dependable therapist scores need many patients).
+- :func:`alliance_outcome_split`: the alliance-outcome association split into its therapist
+  and patient parts (Baldwin, Wampold & Imel 2007, J Consult Clin Psychol 75(6):842-852,
+  doi:10.1037/0022-006X.75.6.842: therapists' alliance variability predicted outcome,
+  patients' did not).
+
+>>> t = pd.DataFrame({"th": np.repeat(list("abcd"), 6), "y": np.arange(24.0) % 7})
+>>> therapist_effects(t, "y", therapist="th").icc.columns.tolist()
+['estimate', 'lower', 'upper']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from alliance.research.multilevel.formula import FormulaError
+from alliance.research.multilevel.lmm import MixedModelFit, lmm
+
+_Z95 = float(stats.norm.ppf(0.975))
+
+
+@dataclass(frozen=True)
+class MultilevelResult:
+    """A table of the effects asked for, the model behind them and a plain reading."""
+
+    table: pd.DataFrame
+    fit: MixedModelFit
+    reading: str
+
+
+def _need(data: pd.DataFrame, **columns: str | None) -> None:
+    missing = {arg: c for arg, c in columns.items() if c is not None and c not in data.columns}
+    if missing:
+        arg, col = next(iter(missing.items()))
+        raise FormulaError(f"{arg}: column {col!r} is not in the table")
+
+
+def _grouping(patient: str, therapist: str | None) -> str:
+    return f"(1 | {therapist}/{patient})" if therapist else f"(1 | {patient})"
+
+
+def _effects(fit: MixedModelFit, names: dict[str, str]) -> pd.DataFrame:
+    table = fit.fixed.loc[list(names)].rename(index=names)
+    table.index.name = "effect"
+    return table[["estimate", "se", "df", "lower", "upper", "p"]]
+
+
+def within_between(
+    data: pd.DataFrame,
+    outcome: str,
+    predictor: str,
+    *,
+    patient: str,
+    therapist: str | None = None,
+    time: str | None = None,
+    lagged: bool = False,
+) -> MultilevelResult:
+    """Within- and between-patient effects of a session-level ``predictor`` on ``outcome``.
+
+    The predictor is split into each patient's mean (centred on the mean over sessions) and
+    the session's deviation from it; both enter one model with random intercepts for
+    patients (nested in therapists when ``therapist`` is given) and ``time`` as a covariate.
+    ``lagged=True`` models the outcome of the patient's next session (ordered by ``time``)
+    from this session's predictor and outcome. Patients must be unique within a therapist.
+
+    >>> t = pd.DataFrame({"p": np.repeat(list("abcdef"), 4), "s": np.tile(range(4), 6),
+    ...                   "wai": np.linspace(3, 5, 24) + np.tile([0, .2, -.2, 0], 6)})
+    >>> t["sx"] = 20 - 2 * t["wai"] + np.tile([0.1, -0.1, 0.05, 0.0], 6)
+    >>> r = within_between(t, "sx", "wai", patient="p", time="s")
+    >>> list(r.table.index)
+    ['within', 'between']
+    """
+    _need(data, outcome=outcome, predictor=predictor, patient=patient, therapist=therapist,
+          time=time)  # fmt: skip
+    if lagged and time is None:
+        raise FormulaError("lagged: needs time, the column that orders each patient's sessions")
+    keys = [c for c in (therapist, patient) if c]
+    rows = data[[*keys, outcome, predictor, *([time] if time else [])]].dropna().copy()
+    if lagged:
+        rows = rows.sort_values([*keys, str(time)])
+        rows["_next"] = rows.groupby(keys, sort=False)[outcome].shift(-1)
+        rows = rows.dropna(subset=["_next"])
+    person_mean = rows.groupby(keys, sort=False)[predictor].transform("mean")
+    rows["_within"] = rows[predictor] - person_mean
+    rows["_between"] = person_mean - person_mean.mean()
+    covariates = ""
+    if lagged:  # this session's outcome, split the same way, as the control
+        own = rows.groupby(keys, sort=False)[outcome].transform("mean")
+        rows["_now_within"], rows["_now_between"] = rows[outcome] - own, own - own.mean()
+        covariates += " + _now_within + _now_between"
+    if time:
+        covariates += f" + {time}"
+    response = "_next" if lagged else outcome
+    formula = f"{response} ~ _within + _between{covariates} + {_grouping(patient, therapist)}"
+    fit = lmm(formula, rows)
+    table = _effects(fit, {"_within": "within", "_between": "between"})
+    return MultilevelResult(table, fit, _within_between_reading(table, predictor, outcome, lagged))
+
+
+def _row(table: pd.DataFrame, name: str) -> pd.Series:
+    row = table.loc[name]
+    assert isinstance(row, pd.Series)
+    return row
+
+
+def _interval(row: pd.Series) -> str:
+    return f"{row['estimate']:+.3f} (95% CI {row['lower']:.3f} to {row['upper']:.3f})"
+
+
+def _within_between_reading(table: pd.DataFrame, predictor: str, outcome: str, lagged: bool) -> str:
+    target = f"the next session's {outcome}" if lagged else outcome
+    w, b = _row(table, "within"), _row(table, "between")
+
+    def clear(row: pd.Series) -> str:
+        return "" if row["lower"] <= 0 <= row["upper"] else "; the interval excludes 0"
+
+    return (
+        f"Within patients: in a session where a patient's {predictor} is 1 point above their "
+        f"own mean, {target} differs by {_interval(w)}{clear(w)}. "
+        f"Between patients: a patient whose mean {predictor} is 1 point higher has "
+        f"{target} differing by {_interval(b)}{clear(b)}."
+    )
+
+
+# -- therapist effects ---------------------------------------------------------------------
+def _icc_interval(fit: MixedModelFit, term: int, level: float = 0.95) -> tuple[float, float]:
+    """Profile-likelihood interval of one intercept term's share of the variance.
+
+    With intercept-only terms the share is theta_t^2 / (1 + sum theta^2), a function of
+    theta alone, so it is profiled on the fit's own criterion (REML or ML) with sigma and
+    beta profiled out: at a fixed share the other thetas are optimised and theta_t follows."""
+    model, theta = fit.model, fit.theta
+    others = np.arange(theta.size) != term
+    base = fit.deviance
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+
+    def share(th: np.ndarray) -> float:
+        return float(th[term] ** 2 / (1.0 + (th**2).sum()))
+
+    def deviance_at(rho: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        def full(eta: np.ndarray) -> np.ndarray:
+            th = theta.copy()
+            th[others] = eta
+            th[term] = math.sqrt(rho * (1.0 + float((eta**2).sum())) / (1.0 - rho))
+            return th
+
+        if not others.any():
+            return model.deviance(full(np.empty(0))), np.empty(0)
+        best = optimize.minimize(
+            lambda eta: model.deviance(full(eta)),
+            np.maximum(start, 1e-2),
+            method="L-BFGS-B",
+            bounds=[(0.0, None)] * int(others.sum()),
+            options={"ftol": 1e-12, "gtol": 1e-8},
+        )
+        return float(best.fun), best.x
+
+    estimate = share(theta)
+
+    def zeta(rho: float) -> float:
+        dev, _ = deviance_at(rho, theta[others])
+        return float(np.sign(rho - estimate) * math.sqrt(max(dev - base, 0.0)))
+
+    lower = 0.0
+    if estimate > 1e-8 and zeta(1e-10) < -z:
+        lower = optimize.brentq(lambda r: zeta(r) + z, 1e-10, estimate, xtol=1e-9)
+    top = 1.0 - 1e-9
+    upper = top if zeta(top) < z else optimize.brentq(lambda r: zeta(r) - z, estimate, top,
+                                                      xtol=1e-9)  # fmt: skip
+    return float(lower), float(upper)
+
+
+@dataclass(frozen=True)
+class TherapistResult(MultilevelResult):
+    """:class:`MultilevelResult` with ``icc``: the therapist's share of the variance with
+    its profile-likelihood interval; with patients, also the share of patient and therapist
+    together (the correlation of two sessions of one patient), as an estimate only."""
+
+    icc: pd.DataFrame
+
+
+def therapist_effects(
+    data: pd.DataFrame, score: str, *, therapist: str, patient: str | None = None
+) -> TherapistResult:
+    """The therapist share (ICC) of ``score`` and each therapist's shrunken effect.
+
+    With ``patient`` (several sessions per patient) the model is
+    ``score ~ 1 + (1 | therapist/patient)``, else ``score ~ 1 + (1 | therapist)`` (one row
+    per patient, an outcome say). ``table`` has one row per therapist: ``effect`` (the
+    conditional mode: its deviation from the clinic mean after shrinkage), ``lower`` and
+    ``upper`` (the mode +- 1.96 conditional SDs), ``raw`` (its raw mean's deviation), the
+    numbers of patients and rows behind it and ``distinct`` (its interval excludes the clinic
+    mean). ``icc`` gives the shares with their profile intervals.
+
+    >>> t = pd.DataFrame({"th": np.repeat(list("abcd"), 6), "y": np.arange(24.0) % 7})
+    >>> r = therapist_effects(t, "y", therapist="th")
+    >>> list(r.table.columns)
+    ['effect', 'lower', 'upper', 'raw', 'patients', 'rows', 'distinct']
+    """
+    _need(data, score=score, therapist=therapist, patient=patient)
+    rows = data[[c for c in (therapist, patient, score) if c]].dropna()
+    fit = lmm(f"{score} ~ 1 + {_grouping(patient, therapist) if patient else f'(1 | {therapist})'}",
+              rows)  # fmt: skip
+    names = [t.spec.name for t in fit.model.design.terms]
+    modes = fit.ranef[fit.ranef["group"] == therapist].set_index("level")
+    raw = rows.groupby(therapist)[score].mean() - rows[score].mean()
+    raw.index = raw.index.astype(str)
+    counts = rows.groupby(therapist).agg(
+        patients=(patient or score, "nunique" if patient else "size"), rows=(score, "size")
+    )
+    counts.index = counts.index.astype(str)
+    table = pd.DataFrame(
+        {
+            "effect": modes["mode"],
+            "lower": modes["mode"] - _Z95 * modes["condsd"],
+            "upper": modes["mode"] + _Z95 * modes["condsd"],
+            "raw": raw.reindex(modes.index),
+        }
+    ).join(counts)
+    table["distinct"] = (table["lower"] > 0) | (table["upper"] < 0)
+    table.index.name = therapist
+    icc = _icc_table(fit, names, therapist, patient)
+    result_table = table.sort_values("effect")
+    icc_row = icc.loc[therapist]
+    reading = (
+        f"Therapists account for {icc_row['estimate']:.1%} of the variance in {score} "
+        f"(95% CI {icc_row['lower']:.1%} to {icc_row['upper']:.1%}). "
+        + (
+            f"{int(table['distinct'].sum())} of {len(table)} therapists differ from the clinic "
+            "mean beyond their interval."
+            if table["distinct"].any()
+            else "The data cannot separate these therapists: every therapist's interval "
+            "overlaps the clinic mean."
+        )
+    )
+    return TherapistResult(result_table, fit, reading, icc)
+
+
+def _icc_table(
+    fit: MixedModelFit, names: list[str], therapist: str, patient: str | None
+) -> pd.DataFrame:
+    theta = fit.theta
+    total = 1.0 + float((theta**2).sum())
+    at = names.index(therapist)
+    rows = {therapist: (theta[at] ** 2 / total, *_icc_interval(fit, at))}
+    if patient:
+        rows[f"{patient} (incl. {therapist})"] = (
+            float((theta**2).sum()) / total,
+            np.nan,
+            np.nan,
+        )
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "lower", "upper"])
+
+
+def alliance_outcome_split(
+    data: pd.DataFrame, alliance: str, outcome: str, *, therapist: str
+) -> MultilevelResult:
+    """The therapist and patient parts of the alliance-outcome association (Baldwin,
+    Wampold & Imel 2007), on one row per patient: ``outcome ~ therapist mean alliance
+    (centred) + the patient's deviation from it + (1 | therapist)``.
+
+    >>> t = pd.DataFrame({"th": np.repeat(list("abcdef"), 5),
+    ...                   "wai": np.tile([4.0, 4.5, 5, 5.5, 6], 6) + np.repeat(range(6), 5)})
+    >>> mean = t.groupby("th")["wai"].transform("mean")
+    >>> t["out"] = 30 - 2 * mean + np.tile([1, -1, 0, 0.5, -0.5], 6)
+    >>> list(alliance_outcome_split(t, "wai", "out", therapist="th").table.index)
+    ['therapist', 'patient']
+    """
+    _need(data, alliance=alliance, outcome=outcome, therapist=therapist)
+    rows = data[[therapist, alliance, outcome]].dropna().copy()
+    mean = rows.groupby(therapist)[alliance].transform("mean")
+    rows["_therapist"] = mean - mean.mean()
+    rows["_patient"] = rows[alliance] - mean
+    fit = lmm(f"{outcome} ~ _therapist + _patient + (1 | {therapist})", rows)
+    table = _effects(fit, {"_therapist": "therapist", "_patient": "patient"})
+    t, p = _row(table, "therapist"), _row(table, "patient")
+    reading = (
+        f"Therapist part: patients of a therapist whose patients' mean {alliance} is 1 point "
+        f"higher have {outcome} differing by {_interval(t)}. Patient part: a patient whose "
+        f"{alliance} is 1 point above their therapist's mean has {outcome} differing by "
+        f"{_interval(p)}."
+    )
+    return MultilevelResult(table, fit, reading)
