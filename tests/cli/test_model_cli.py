@@ -86,3 +86,28 @@ def test_bad_input_exits_2_naming_the_rule(args: tuple[str | Path, ...], message
     done = run(*args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_power_curve_from_the_command_line() -> None:
+    args = ["--patients", "10,40", "--no-therapists", "--between", "0.4", "--effect", "between"]
+    done = run("power", *args, "--sims", "20", "--seed", "1", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [row["patients"] for row in out["curve"]] == [10, 40]
+    assert out["curve"][1]["power"] >= out["curve"][0]["power"]
+    assert out["design"]["therapists"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--therapists", "1"), "--therapists: out of range"),
+        (("--patient-icc", "2"), "--patient-icc: out of range"),
+        (("--therapists", "5,10", "--patients", "4,5"), "one of --therapists"),
+        (("--patients", "ten"), "--patients: whole numbers"),
+        (("--effect", "sideways"), "--effect must be within or between"),
+    ],
+)
+def test_power_bad_designs_exit_2(args: tuple[str, ...], message: str) -> None:
+    done = run("power", *args)
+    assert done.returncode == 2 and message in done.stderr

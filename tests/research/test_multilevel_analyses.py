@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from alliance.research.multilevel import FormulaError
 from alliance.research.multilevel.analyses import (
     alliance_outcome_split,
+    shrunken_rates,
     therapist_effects,
     within_between,
 )
@@ -170,3 +172,69 @@ def test_baldwin_split_recovers_a_therapist_only_association() -> None:
 def test_bad_columns_name_the_argument(sessions: pd.DataFrame, call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FormulaError, match=message):
         call(sessions)
+
+
+# A beta-binomial fitted in base R (4.2.2) by its own code: the log-likelihood written with
+# lchoose/lbeta, maximised by optim(BFGS, reltol 1e-14) on log a, log b; posterior means
+# (a + k) / (a + b + n) and qbeta(.025, a + k, b + n - k).
+BB_K = [1, 6, 12, 1, 3, 0, 4, 9, 2, 5]
+BB_N = [50, 44, 45, 28, 15, 10, 30, 40, 25, 33]
+BB_R = {
+    "rate": [0.05529228629, 0.1343088306, 0.2199688428, 0.07892311072, 0.1575686878,
+             0.09148765506, 0.1320709029, 0.1900340148, 0.104435912, 0.142761865],
+    "lower": [0.0156891015, 0.06448680449, 0.130832625, 0.02266454469, 0.06216932453,
+              0.02033844769, 0.05614243413, 0.1041458601, 0.03586030988, 0.06514986476],
+}  # fmt: skip
+
+
+def test_shrunken_rates_match_a_beta_binomial_fitted_in_r() -> None:
+    t = pd.DataFrame({"therapist": [f"t{i:02d}" for i in range(10)], "k": BB_K, "n": BB_N})
+    r = shrunken_rates(t, "k", "n", group="therapist")
+    np.testing.assert_allclose(r["rate"], BB_R["rate"], rtol=1e-5)
+    np.testing.assert_allclose(r["lower"], BB_R["lower"], rtol=1e-5)
+
+
+def test_shrunken_rate_intervals_cover_the_true_rates() -> None:
+    rng = np.random.default_rng(75)
+    inside = total = 0
+    for _ in range(50):
+        p = rng.beta(2, 18, 40)
+        n = rng.integers(5, 80, 40)
+        t = pd.DataFrame({"g": range(40), "k": rng.binomial(n, p), "n": n})
+        r = shrunken_rates(t, "k", "n", group="g")
+        inside += int(((r["lower"] <= p) & (p <= r["upper"])).sum())
+        total += 40
+    # empirical Bayes ignores the uncertainty in (a, b), so a little under 95% is expected
+    assert 0.91 <= inside / total <= 0.98
+
+
+def test_rates_that_do_not_differ_are_pooled_with_honest_intervals() -> None:
+    rng = np.random.default_rng(3)
+    n = np.full(12, 40)
+    covered = 0
+    for rep in range(100):
+        t = pd.DataFrame({"g": range(12), "k": rng.binomial(n, 0.1), "n": n})
+        r = shrunken_rates(t, "k", "n", group="g")
+        covered += int(r["lower"].le(0.1).mul(r["upper"].ge(0.1)).sum())
+        if rep == 0:
+            assert np.ptp(r["rate"]) < 0.5 * np.ptp(r["raw"])
+            assert not r["distinct"].any()
+    # without a cap on a + b the intervals shrink to the pooled point and miss 0.1 often
+    assert covered / 1200 >= 0.9
+
+
+def test_no_events_at_all_gives_the_pooled_jeffreys_interval() -> None:
+    t = pd.DataFrame({"g": ["a", "b", "c"], "k": [0, 0, 0], "n": [10, 30, 20]})
+    r = shrunken_rates(t, "k", "n", group="g")
+    # Jeffreys: Beta(0.5, 60.5); its 97.5% quantile by scipy.stats.beta
+    assert list(r["rate"]) == pytest.approx([0.5 / 61] * 3)
+    assert list(r["upper"]) == pytest.approx([float(stats.beta.ppf(0.975, 0.5, 60.5))] * 3)
+    assert (r["lower"] < 1e-4).all()
+
+
+def test_rates_need_two_groups_and_sane_counts() -> None:
+    with pytest.raises(FormulaError, match="at least 2"):
+        shrunken_rates(pd.DataFrame({"g": ["a"], "k": [1], "n": [5]}), "k", "n", group="g")
+    bad = pd.DataFrame({"g": ["a", "b"], "k": [6, 1], "n": [5, 5]})
+    with pytest.raises(FormulaError, match="events <= trials"):
+        shrunken_rates(bad, "k", "n", group="g")

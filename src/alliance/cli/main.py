@@ -59,6 +59,7 @@ app.command("alerts", no_args_is_help=True)(_dynamics.alerts_command)
 app.command("meta", no_args_is_help=True)(_meta.meta_command)
 app.command("model", no_args_is_help=True)(_model.model_command)
 app.command("therapists", no_args_is_help=True)(_model.therapists_command)
+app.command("power")(_model.power_command)
 # The clinic
 app.command("demo")(_web.demo_command)
 app.command("serve")(_web.serve_command)

@@ -6,7 +6,6 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response
@@ -25,24 +24,21 @@ IDENTIFYING = ("patient_id", "therapist_id", "date", "submitted_at", "research_i
 
 # -- supervision -------------------------------------------------------------------------
 def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
-    """Per therapist of the team: caseload, patients by status, alliance level, rupture
-    and repair rates, open alerts (all as stored by the analytics; nothing computed)."""
+    """Per therapist of the team: caseload, patients by status, open alerts, and the
+    alliance level and rupture and repair rates as shrunken estimates with 95% intervals
+    (:mod:`alliance.research.multilevel.analyses`), never raw means: a therapist with few
+    patients is drawn toward the team. With one therapist (or no alliance data) the
+    estimates are left empty."""
     team = list(repo.team_of(s, supervisor))
-    rows = []
+    rows: list[dict[str, Any]] = []
+    therapist_of: dict[int, str] = {}
+    rupture_rows: list[tuple[str, int, int]] = []
     for therapist in team:
         patients = list(repo.patients_for(s, therapist))
         ids = [p.id for p in patients]
-        table = monitoring.session_table(s, ids) if ids else pd.DataFrame()
+        therapist_of |= dict.fromkeys(ids, str(therapist.id))
         ruptures = list(repo.ruptures_of(s, ids)) if ids else []
-        primary = monitoring.primary_instrument(list(table.columns)) if len(table) else None
-        level = early = np.nan
-        if primary:
-            summary = monitoring.trajectory_summary(table, f"{primary}_total")
-            level = float(summary["level"].mean())
-            early = float(summary["early_alliance"].mean())
-        n_sessions = len(table)
-        repaired = sum(1 for r in ruptures if r.repaired)
-        open_alerts = sum(repo.open_alert_counts(s, ids).values()) if ids else 0
+        rupture_rows.append((str(therapist.id), len(ruptures), sum(r.repaired for r in ruptures)))
         rows.append(
             {
                 "therapist": therapist.display_name,
@@ -50,17 +46,63 @@ def team_summary(s: Session, supervisor: User) -> list[dict[str, Any]]:
                 "patients": len(patients),
                 "patients_act": sum(1 for p in patients if p.status == "act"),
                 "patients_watch": sum(1 for p in patients if p.status == "watch"),
-                "sessions": n_sessions,
-                "instrument": primary or "",
-                "mean_level": level,
-                "mean_early": early,
-                "ruptures": len(ruptures),
-                "rupture_rate": len(ruptures) / n_sessions * 100 if n_sessions else np.nan,
-                "repair_rate": repaired / len(ruptures) if ruptures else np.nan,
-                "open_alerts": open_alerts,
+                "open_alerts": sum(repo.open_alert_counts(s, ids).values()) if ids else 0,
             }
         )
+    table = monitoring.session_table(s, list(therapist_of)) if therapist_of else pd.DataFrame()
+    counts = pd.DataFrame(rupture_rows, columns=["therapist", "ruptures", "repaired"])
+    counts["sessions"] = 0
+    if len(table):
+        sessions = table.groupby(table["patient_id"].map(therapist_of)).size()
+        counts["sessions"] = counts["therapist"].map(sessions).fillna(0).astype(int)
+    estimates = _team_estimates(table, therapist_of, counts)
+    for row, (_, count) in zip(rows, counts.iterrows(), strict=True):
+        row |= {"sessions": int(count["sessions"]), "ruptures": int(count["ruptures"])}
+        row |= estimates.get(str(row["therapist_id"]), {})
     return rows
+
+
+def _team_estimates(
+    table: pd.DataFrame, therapist_of: dict[int, str], counts: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Shrunken alliance level (relative to the team), rupture rate per 100 sessions and
+    repair rate of each therapist, with intervals; empty where they cannot be estimated."""
+    from alliance.research.multilevel import FormulaError
+    from alliance.research.multilevel.analyses import shrunken_rates, therapist_effects
+
+    out: dict[str, dict[str, Any]] = {t: {} for t in counts["therapist"]}
+    primary = monitoring.primary_instrument(list(table.columns)) if len(table) else None
+    if primary:
+        scores = table[["patient_id", f"{primary}_total"]].assign(
+            therapist=table["patient_id"].map(therapist_of)
+        )
+        try:
+            effects = therapist_effects(
+                scores, f"{primary}_total", therapist="therapist", patient="patient_id"
+            )
+        except FormulaError:
+            effects = None
+        if effects is not None:
+            for t, e in effects.table.iterrows():
+                out[str(t)] |= {
+                    "instrument": primary, "level": e["effect"], "level_lower": e["lower"],
+                    "level_upper": e["upper"], "level_distinct": bool(e["distinct"]),
+                }  # fmt: skip
+    for name, events, trials, scale in (
+        ("rupture_rate", "ruptures", "sessions", 100.0),
+        ("repair_rate", "repaired", "ruptures", 1.0),
+    ):
+        usable = counts[counts[trials] > 0]
+        try:
+            rates = shrunken_rates(usable, events, trials, group="therapist")
+        except FormulaError:
+            continue
+        for t, r in rates.iterrows():
+            out[str(t)] |= {
+                name: r["rate"] * scale, f"{name}_lower": r["lower"] * scale,
+                f"{name}_upper": r["upper"] * scale,
+            }  # fmt: skip
+    return out
 
 
 @router.get("/supervision", response_class=HTMLResponse)

@@ -217,6 +217,8 @@ def therapist_effects(
     """
     _need(data, score=score, therapist=therapist, patient=patient)
     rows = data[[c for c in (therapist, patient, score) if c]].dropna()
+    if rows[therapist].nunique() < 2:
+        raise FormulaError(f"therapist: {score} needs rows of at least 2 therapists to compare")
     fit = lmm(f"{score} ~ 1 + {_grouping(patient, therapist) if patient else f'(1 | {therapist})'}",
               rows)  # fmt: skip
     names = [t.spec.name for t in fit.model.design.terms]
@@ -299,3 +301,69 @@ def alliance_outcome_split(
         f"{_interval(p)}."
     )
     return MultilevelResult(table, fit, reading)
+
+
+# -- rates ------------------------------------------------------------------------------------
+def shrunken_rates(
+    table: pd.DataFrame, events: str, trials: str, *, group: str, level: float = 0.95
+) -> pd.DataFrame:
+    """Empirical-Bayes rates per group (ruptures per session, repairs per rupture): each
+    group's rate drawn toward the pooled rate by as much as its few trials warrant.
+
+    The groups' true rates are taken as Beta(a, b), fitted by maximum likelihood of the
+    beta-binomial (Casella 1985, Am Stat 39(2):83-87); a group's estimate is its posterior
+    mean Beta(a + events, b + trials - events) and its interval the posterior quantiles.
+    Where the groups do not differ beyond chance, a + b grows (to at most the number of all
+    trials) and every estimate is near the pooled rate, with about the pooled rate's
+    uncertainty; with no events at all, every group has the pooled Jeffreys interval.
+    Columns: ``rate``, ``lower``, ``upper``, ``raw``, ``events``, ``trials``, ``distinct``
+    (the interval excludes the pooled rate).
+
+    >>> t = pd.DataFrame({"th": list("abc"), "k": [1, 9, 5], "n": [20, 30, 25]})
+    >>> r = shrunken_rates(t, "k", "n", group="th")
+    >>> r["raw"].round(3).tolist(), r["rate"].round(3).tolist()  # drawn in from 0.05 and 0.3
+    ([0.05, 0.3, 0.2], [0.138, 0.244, 0.196])
+    """
+    _need(table, events=events, trials=trials, group=group)
+    data = table.groupby(group)[[events, trials]].sum()
+    k, n = data[events].to_numpy(np.float64), data[trials].to_numpy(np.float64)
+    if len(data) < 2 or (n <= 0).any() or (k < 0).any() or (k > n).any():
+        raise FormulaError(
+            f"{events}/{trials}: need at least 2 {group}s, each with trials > 0 and "
+            "0 <= events <= trials"
+        )
+    pooled = float(k.sum() / n.sum())
+
+    def minus_loglik(x: np.ndarray) -> float:  # x: logit of the mean, log of a + b
+        mean, strength = 1.0 / (1.0 + math.exp(-x[0])), math.exp(x[1])
+        return -float(stats.betabinom.logpmf(k, n, mean * strength, (1 - mean) * strength).sum())
+
+    if 0.0 < k.sum() < n.sum():
+        # a + b is at most all the trials together: when the groups do not differ the
+        # likelihood runs a + b to infinity, and intervals would then claim a certainty
+        # about the pooled rate that the pooled data themselves do not have
+        start = np.array([math.log(pooled / (1.0 - pooled)), math.log(min(10.0, n.sum()))])
+        bounds = [(-20.0, 20.0), (-8.0, math.log(n.sum()))]
+        best = optimize.minimize(minus_loglik, start, method="L-BFGS-B", bounds=bounds)
+        mean, strength = 1.0 / (1.0 + math.exp(-best.x[0])), math.exp(best.x[1])
+        post_a, post_b = mean * strength + k, (1.0 - mean) * strength + n - k
+    else:  # no events at all (or only events): nothing tells the groups apart, and the
+        # beta-binomial's optimum is degenerate; every group gets the pooled Jeffreys
+        # interval, Beta(1/2 + events, 1/2 + non-events) of all groups together
+        post_a = np.full(k.size, 0.5 + k.sum())
+        post_b = np.full(k.size, 0.5 + n.sum() - k.sum())
+    tail = (1.0 - level) / 2.0
+    out = pd.DataFrame(
+        {
+            "rate": post_a / (post_a + post_b),
+            "lower": stats.beta.ppf(tail, post_a, post_b),
+            "upper": stats.beta.ppf(1.0 - tail, post_a, post_b),
+            "raw": k / n,
+            "events": k.astype(int),
+            "trials": n.astype(int),
+        },
+        index=data.index,
+    )
+    out["distinct"] = (out["lower"] > pooled) | (out["upper"] < pooled)
+    out.attrs["pooled"] = pooled
+    return out
