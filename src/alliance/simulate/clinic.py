@@ -58,6 +58,9 @@ class SimulatedClinic:
     ruptures: pd.DataFrame
     instrument: str
     params: dict[str, object] = field(default_factory=dict)
+    #: per patient: ``patient_id, therapist_id, planned_sessions, attended, dropped_out``
+    #: (left before the planned end)
+    patients: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class _Latent:
     alliance: FloatArray  # POMP, with rupture offsets
     offset: FloatArray  # rupture offset (<= 0)
     events: pd.DataFrame
+    planned: npt.NDArray[np.int64]  # per patient: the planned number of sessions
 
 
 def simulate_clinic(
@@ -173,7 +177,20 @@ def simulate_clinic(
     truth = _truth(inst, latent, facets, sessions)
     ruptures = _rupture_table(latent, sessions, inst)
     params = {k: v for k, v in locals().items() if k in _PARAM_NAMES}
-    return SimulatedClinic(sessions, truth, ruptures, inst.id, params)
+    return SimulatedClinic(
+        sessions, truth, ruptures, inst.id, params, _patient_table(latent, sessions)
+    )
+
+
+def _patient_table(latent: _Latent, sessions: pd.DataFrame) -> pd.DataFrame:
+    """Each patient's planned and attended sessions; dropped out = attended fewer."""
+    ids = sessions.groupby(latent.patient, sort=True)[["patient_id", "therapist_id"]].first()
+    attended = np.bincount(latent.patient, minlength=latent.planned.size)
+    table = ids.reindex(range(latent.planned.size)).assign(
+        planned_sessions=latent.planned, attended=attended
+    )
+    table["dropped_out"] = table["attended"] < table["planned_sessions"]
+    return table.reset_index(drop=True)
 
 
 def _check(n_t: int, n_p: int, lo: int, hi: int, icc: float) -> None:
@@ -257,6 +274,7 @@ def _trajectories(
         np.concatenate([r[2] for r in rows])[order],
         np.concatenate([r[3] for r in rows])[order],
         ev,
+        planned.astype(np.int64),
     )
 
 

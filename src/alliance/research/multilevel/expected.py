@@ -1,0 +1,126 @@
+"""Expected alliance trajectories: the range of a patient's next session given their
+earlier sessions, from a growth model fitted on a clinic's own data.
+
+The model is ``score ~ log(session) + (1 + log(session) | patient) + (1 | therapist)``
+(alliance rises fastest early: growth is linear in the log of the session number). For a
+patient's session ``t`` the expected value and spread are those of the model's normal
+distribution of session ``t`` *given the patient's sessions before t* (the conditional
+normal of one patient's rows: therapist, patient and residual variances together), so each
+session is judged with the data available that day. ``expected_band`` marks a session
+``below`` when it falls under the band's lower quantile (10% by default); on held-out
+simulated clinics about that share of sessions falls below it
+(``tests/research/test_multilevel_expected.py``).
+
+This is an open analogue of the expected-treatment-response curves of commercial feedback
+systems, fitted on the clinic's data rather than on a vendor's norms.
+
+>>> import pandas as pd
+>>> rows = [(f"p{i}", s, 4 + 0.1 * i + 0.2 * np.log(s) + 0.05 * ((i * s) % 3))
+...         for i in range(12) for s in range(1, 7)]
+>>> t = pd.DataFrame(rows, columns=["patient", "session", "wai"])
+>>> model = fit_expected(t, "wai", patient="patient", session="session")
+>>> list(expected_band(model, t).columns)
+['patient', 'session', 'wai', 'expected', 'sd', 'lower', 'below']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+from alliance.research.multilevel.formula import FormulaError
+from alliance.research.multilevel.lmm import lmm
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ExpectedModel:
+    """The fitted growth model, as numbers a clinic can store and reuse until the next
+    scheduled refit: fixed intercept and log-session slope, the patients' 2 x 2 covariance
+    of intercept and slope, the therapist variance and the residual variance."""
+
+    score: str
+    patient: str
+    session: str
+    therapist: str | None
+    beta: tuple[float, float]
+    patient_cov: tuple[tuple[float, float], tuple[float, float]]
+    therapist_var: float
+    residual_var: float
+    n_patients: int
+
+
+def fit_expected(
+    table: pd.DataFrame,
+    score: str,
+    *,
+    patient: str,
+    session: str,
+    therapist: str | None = None,
+) -> ExpectedModel:
+    """Fit the growth model on ``table`` (one row per session)."""
+    columns = [c for c in (patient, session, score, therapist) if c]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise FormulaError(f"column(s) {missing} are not in the table")
+    rows = table[columns].dropna().copy()
+    if (rows[session] < 1).any():
+        raise FormulaError(f"session: column {session!r} numbers sessions from 1")
+    rows["_log_session"] = np.log(rows[session].astype(float))
+    groups = f" + (1 | {therapist})" if therapist else ""
+    fit = lmm(f"{score} ~ _log_session + (1 + _log_session | {patient}){groups}", rows)
+    vc = fit.varcorr
+    mine = vc[vc["group"] == patient]
+    var0, var1 = (float(v) for v in mine["vcov"].iloc[:2])
+    cov01 = float(mine["vcov"].iloc[2])
+    therapist_var = float(vc.loc[vc["group"] == therapist, "vcov"].sum()) if therapist else 0.0
+    return ExpectedModel(
+        score=score, patient=patient, session=session, therapist=therapist,
+        beta=(float(fit.coef.iloc[0]), float(fit.coef.iloc[1])),
+        patient_cov=((var0, cov01), (cov01, var1)),
+        therapist_var=therapist_var, residual_var=fit.sigma**2,
+        n_patients=int(rows[patient].nunique()),
+    )  # fmt: skip
+
+
+def _one_patient(
+    model: ExpectedModel, sessions: FloatArray, scores: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Conditional mean and SD of each session given the sessions before it."""
+    z = np.column_stack([np.ones_like(sessions), np.log(sessions)])
+    mean = z @ np.array(model.beta)
+    cov = z @ np.array(model.patient_cov) @ z.T + model.therapist_var
+    cov[np.diag_indices_from(cov)] += model.residual_var
+    expected, sd = np.empty(sessions.size), np.empty(sessions.size)
+    for t in range(sessions.size):
+        if t == 0:
+            expected[t], sd[t] = mean[0], np.sqrt(cov[0, 0])
+            continue
+        weights = np.linalg.solve(cov[:t, :t], cov[:t, t])
+        expected[t] = mean[t] + weights @ (scores[:t] - mean[:t])
+        sd[t] = np.sqrt(max(cov[t, t] - weights @ cov[:t, t], 0.0))
+    return expected, sd
+
+
+def expected_band(model: ExpectedModel, table: pd.DataFrame, below: float = 0.10) -> pd.DataFrame:
+    """Per session: ``expected`` and ``sd`` given the patient's earlier sessions, the
+    ``lower`` edge of the band (the ``below`` quantile) and whether the score fell under it.
+    Rows with a missing score are left out (they give no information)."""
+    if not 0.0 < below < 0.5:
+        raise ValueError(f"below: the band's lower quantile must be in (0, 0.5), got {below}")
+    cols = [model.patient, model.session, model.score]
+    rows = table[cols].dropna().sort_values([model.patient, model.session]).reset_index(drop=True)
+    expected, sd = np.empty(len(rows)), np.empty(len(rows))
+    for _, index in rows.groupby(model.patient, sort=False).indices.items():
+        sessions = rows[model.session].to_numpy(np.float64)[index]
+        scores = rows[model.score].to_numpy(np.float64)[index]
+        expected[index], sd[index] = _one_patient(model, sessions, scores)
+    out = rows.assign(expected=expected, sd=sd)
+    out["lower"] = out["expected"] + float(stats.norm.ppf(below)) * out["sd"]
+    out["below"] = out[model.score] < out["lower"]
+    return out
