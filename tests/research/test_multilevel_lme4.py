@@ -109,16 +109,27 @@ def test_likelihood_ratio_test_refits_by_ml_as_lme4_anova() -> None:
     assert table["df"].iloc[1] == ref["Df"][1]
 
 
-def test_solver_paths_agree_with_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "formula",
+    [
+        REFS["fits"]["sessions_within_between"]["formula"],
+        # two terms on one factor: the blockwise path takes them as one block per patient
+        "symptoms ~ sess0 + (1 | patient:therapist) + (0 + sess0 | patient:therapist)"
+        " + (1 | therapist)",
+    ],
+)
+def test_solver_paths_agree_with_the_dense_one(
+    monkeypatch: pytest.MonkeyPatch, formula: str
+) -> None:
     """At the same theta the blockwise and sparse factorizations give the dense path's
     deviance, estimates and conditional SDs."""
     module = importlib.import_module("alliance.research.multilevel.lmm")
-    ref = REFS["fits"]["sessions_within_between"]
-    table = _table(ref["data"])
-    dense = lmm(ref["formula"], table)
-    for path, limit in (("blocks", 30), ("sparse", 10)):
+    table = _table("sessions")
+    dense = lmm(formula, table)
+    assert dense._best.solver.kind == "dense"
+    for path, limit in (("blocks", 50), ("sparse", 10)):
         monkeypatch.setattr(module, "DENSE_UP_TO", limit)
-        model = module._Model(ref["formula"], table, True)
+        model = module._Model(formula, table, True)
         fit = module.MixedModelFit(model, dense.theta, True)
         assert fit._best.solver.kind == path
         assert fit.loglik == pytest.approx(dense.loglik, rel=1e-12)

@@ -205,19 +205,41 @@ class _Cross:
         self.xtx = design.x.T @ design.x
         self.xty = design.x.T @ design.y
         self.yty = float(design.y @ design.y)
+        # The leading terms on the first term's grouping factor ((1 | patient) and
+        # (0 + session | patient) alike) form one block per level: Z1'Z1 is block diagonal
+        # (a row has one level), its m (K x K) blocks taken level by level ("interleaved").
+        lead = self.lead = _sharing_first_factor(design.terms)
+        values = np.hstack([t.values for t in design.terms[:lead]])
         first = design.terms[0]
-        k = first.k
-        # Z1'Z1 is block diagonal (a row has one level of a term): its m (k x k) blocks.
-        self.first_blocks = np.zeros((len(first.levels), k, k))
-        np.add.at(
-            self.first_blocks, first.level, first.values[:, :, None] * first.values[:, None, :]
-        )
-        q1 = self.offsets[1]
+        width = values.shape[1]
+        self.first_blocks = np.zeros((len(first.levels), width, width))
+        np.add.at(self.first_blocks, first.level, values[:, :, None] * values[:, None, :])
+        self.first_order = _interleaved(design.terms[:lead], self.offsets)
+        q1 = self.offsets[lead]
         self.ztz_dense = self.ztz.toarray() if self.ztz.shape[0] <= DENSE_UP_TO else None
         self.blockwise = self.ztz.shape[0] > DENSE_UP_TO and self.ztz.shape[0] - q1 <= DENSE_UP_TO
         if self.blockwise:  # the pieces of Z'Z the blockwise path uses
-            self.z1tz2 = self.ztz[:q1, q1:].tocsr()
+            self.z1tz2 = self.ztz[self.first_order][:, q1:].tocsr()
             self.z2tz2 = self.ztz[q1:, q1:].toarray()
+
+
+def _sharing_first_factor(terms: list[_Term]) -> int:
+    """How many leading terms share the first term's grouping factor."""
+    count = 1
+    while count < len(terms) and terms[count].spec.name == terms[0].spec.name:
+        count += 1
+    return count
+
+
+def _interleaved(terms: list[_Term], offsets: list[int]) -> npt.NDArray[np.intp]:
+    """For each position of the level-by-level order of terms on one factor, its index in
+    the term-by-term order of u (level i of term j, effect e at offsets[j] + i k_j + e)."""
+    m = len(terms[0].levels)
+    parts = [
+        offsets[j] + np.arange(m)[:, None] * t.k + np.arange(t.k)[None, :]
+        for j, t in enumerate(terms)
+    ]
+    return np.concatenate(parts, axis=1).ravel()
 
 
 def _block_diagonal(blocks: FloatArray) -> sp.csr_matrix:
@@ -310,17 +332,18 @@ class _Solver:
             self.logdet = float(np.log(np.abs(self.lu.U.diagonal())).sum())
 
     def _blocks(self, design: _Design, cross: _Cross, factors: list[FloatArray]) -> None:
-        t1, q1 = factors[0], cross.offsets[1]
+        lead = cross.lead
+        t1, q1 = la.block_diag(*factors[:lead]), cross.offsets[lead]
         a11 = _congruence(cross.first_blocks, t1) + np.eye(t1.shape[0])
         self.first_inverse, logdet11 = _spd_inverse(a11)
         self.a11_inv = _block_diagonal(self.first_inverse)
         lam1 = _block_diagonal(np.broadcast_to(t1, a11.shape))
-        lam2 = _lambda(design.terms[1:], factors[1:])
+        lam2 = _lambda(design.terms[lead:], factors[lead:])
         self.a12 = (lam1.T @ cross.z1tz2 @ lam2).tocsr()
         self.w = (self.a11_inv @ self.a12).tocsr()  # A11^-1 A12
         a22 = lam2.T @ (lam2.T @ cross.z2tz2).T + np.eye(lam2.shape[0])
         self.chol = la.cho_factor(a22 - (self.a12.T @ self.w).toarray(), lower=True)
-        self.q1 = q1
+        self.q1, self.order, self.lead = q1, cross.first_order, lead
         self.logdet = logdet11 + 2.0 * float(np.log(np.diag(self.chol[0])).sum())
 
     def solve(self, b: FloatArray) -> FloatArray:
@@ -328,10 +351,13 @@ class _Solver:
             return np.asarray(la.cho_solve(self.chol, b), dtype=np.float64)
         if self.kind == "sparse":
             return np.asarray(self.lu.solve(b), dtype=np.float64)
-        b1, b2 = b[: self.q1], b[self.q1 :]
+        b1, b2 = b[self.order], b[self.q1 :]  # the first factor's part level by level
         x1 = self.a11_inv @ b1
         x2 = la.cho_solve(self.chol, b2 - self.a12.T @ x1)
-        return np.asarray(np.concatenate([x1 - self.w @ x2, x2]), dtype=np.float64)
+        out = np.empty_like(b, dtype=np.float64)
+        out[self.order] = x1 - self.w @ x2
+        out[self.q1 :] = x2
+        return out
 
     def inverse_blocks(self, shapes: list[tuple[int, int]]) -> list[FloatArray]:
         """The diagonal blocks of A^-1, one (levels, k, k) array per term of ``shapes``
@@ -357,16 +383,20 @@ class _Solver:
     def _inverse_blocks_schur(self, shapes: list[tuple[int, int]]) -> list[FloatArray]:
         """Blockwise inverse: (A^-1)_11 = A11^-1 + W S^-1 W' and (A^-1)_22 = S^-1."""
         s_inv = la.cho_solve(self.chol, np.eye(self.chol[0].shape[0]))
-        m, k = shapes[0]
+        m, k = self.first_inverse.shape[:2]
         first: FloatArray = np.array(self.first_inverse, dtype=np.float64)
         step = max(1, 8192 // k)
         for lo in range(0, m, step):
             hi = min(m, lo + step)
             w = self.w[lo * k : hi * k].toarray().reshape(hi - lo, k, -1)
             first[lo:hi] += np.einsum("mjc,cd,mld->mjl", w, s_inv, w, optimize=True)
-        out: list[FloatArray] = [first]
+        out: list[FloatArray] = []
         at = 0
-        for m_t, k_t in shapes[1:]:
+        for _, k_t in shapes[: self.lead]:  # each term's own effects of the level blocks
+            out.append(first[:, at : at + k_t, at : at + k_t])
+            at += k_t
+        at = 0
+        for m_t, k_t in shapes[self.lead :]:
             idx = at + np.arange(m_t * k_t).reshape(m_t, k_t)
             out.append(s_inv[idx[:, :, None], idx[:, None, :]])
             at += m_t * k_t
