@@ -23,15 +23,12 @@ Our own because no Python package profiles a mixed model's likelihood.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy import optimize, stats
 
-if TYPE_CHECKING:
-    from alliance.research.multilevel.lmm import MixedModelFit
+from alliance.research.multilevel.lmm import MixedModelFit, _column_major, _factors
 
 FloatArray = npt.NDArray[np.float64]
 _COR_LIMIT = 1.0 - 1e-7  # a correlation's profile is taken inside (-1, 1)
@@ -41,9 +38,7 @@ class _Scale:
     """Between (theta, sigma) and lme4's (SDs and correlations per term, sigma)."""
 
     def __init__(self, fit: MixedModelFit) -> None:
-        from alliance.research.multilevel.lmm import _column_major, _factors
-
-        self.fit, self._factors, self._column_major = fit, _factors, _column_major
+        self.fit = fit
         self.terms = fit.model.design.terms
         names, is_sd = [], []
         for term in self.terms:
@@ -58,12 +53,12 @@ class _Scale:
 
     def from_theta(self, theta: FloatArray, sigma: float) -> FloatArray:
         out = []
-        for term, t in zip(self.terms, self._factors(self.fit.model.design, theta), strict=True):
+        for term, t in zip(self.terms, _factors(self.fit.model.design, theta), strict=True):
             cov = sigma**2 * (t @ t.T)
             sd = np.sqrt(np.diag(cov))
             with np.errstate(invalid="ignore", divide="ignore"):
                 cor = np.nan_to_num(cov / np.outer(sd, sd))
-            rows, cols = self._column_major(term.k)
+            rows, cols = _column_major(term.k)
             out += [sd[r] if r == c else cor[r, c] for r, c in zip(rows, cols, strict=True)]
         return np.array([*out, sigma])
 
@@ -72,7 +67,7 @@ class _Scale:
         those of a positive-definite matrix."""
         sigma, at, theta = float(sv[-1]), 0, []
         for term in self.terms:
-            rows, cols = self._column_major(term.k)
+            rows, cols = _column_major(term.k)
             values = sv[at : at + rows.size]
             at += rows.size
             r_mat, sd = np.eye(term.k), np.zeros(term.k)
