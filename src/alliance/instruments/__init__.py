@@ -10,7 +10,7 @@ Example
 -------
 >>> from alliance.instruments import get_instrument, list_instruments
 >>> [i.id for i in list_instruments()][:3]
-['calpas', 'haq2', 'psq']
+['calpas', 'ceq', 'haq2']
 >>> get_instrument("wai_sr").item_columns[:2]
 ('wai_sr_1', 'wai_sr_2')
 >>> alliance_measures()[:3]

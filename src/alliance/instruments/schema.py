@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 KeyStatus = Literal["verified", "likely", "unverified", "not published"]
 Respondent = Literal["client", "therapist", "observer"]
 Metric = Literal["mean", "sum"]
-Role = Literal["alliance", "post_session", "outcome"]
+Role = Literal["alliance", "post_session", "outcome", "expectancy"]
 KeyLevel = Literal["verified", "partly verified", "unverified"]
 
 
@@ -203,7 +203,8 @@ class Instrument(_Strict):
     role: Role = Field(
         default="alliance",
         description="alliance: measures the alliance and is monitored as such; post_session: "
-        "questions asked after a session (ruptures and the like); outcome: symptoms or change",
+        "questions asked after a session (ruptures and the like); outcome: symptoms or change; "
+        "expectancy: the patient's expectations of therapy (an intake measure)",
     )
     monitoring_order: int = Field(
         default=100,

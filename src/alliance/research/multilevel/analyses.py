@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,7 @@ def within_between(
     therapist: str | None = None,
     time: str | None = None,
     lagged: bool = False,
+    covariates: Sequence[str] = (),
 ) -> MultilevelResult:
     """Within- and between-patient effects of a session-level ``predictor`` on ``outcome``.
 
@@ -79,7 +81,10 @@ def within_between(
     the session's deviation from it; both enter one model with random intercepts for
     patients (nested in therapists when ``therapist`` is given) and ``time`` as a covariate.
     ``lagged=True`` models the outcome of the patient's next session (ordered by ``time``)
-    from this session's predictor and outcome. Patients must be unique within a therapist.
+    from this session's predictor and outcome. ``covariates`` (numeric columns, such as a
+    patient's intake expectancy from :func:`alliance.research.expectancy.ceq_scores`) enter
+    the model as they are; their effects are in ``fit.fixed``. Patients must be unique
+    within a therapist.
 
     >>> t = pd.DataFrame({"p": np.repeat(list("abcdef"), 4), "s": np.tile(range(4), 6),
     ...                   "wai": np.linspace(3, 5, 24) + np.tile([0, .2, -.2, 0], 6)})
@@ -89,11 +94,12 @@ def within_between(
     ['within', 'between']
     """
     _need(data, outcome=outcome, predictor=predictor, patient=patient, therapist=therapist,
-          time=time)  # fmt: skip
+          time=time, **{f"covariates[{i}]": c for i, c in enumerate(covariates)})  # fmt: skip
     if lagged and time is None:
         raise FormulaError("lagged: needs time, the column that orders each patient's sessions")
     keys = [c for c in (therapist, patient) if c]
-    rows = data[[*keys, outcome, predictor, *([time] if time else [])]].dropna().copy()
+    extra = [c for c in covariates if c not in (*keys, outcome, predictor, time)]
+    rows = data[[*keys, outcome, predictor, *([time] if time else []), *extra]].dropna().copy()
     if lagged:
         rows = rows.sort_values([*keys, str(time)])
         rows["_next"] = rows.groupby(keys, sort=False)[outcome].shift(-1)
@@ -101,15 +107,16 @@ def within_between(
     person_mean = rows.groupby(keys, sort=False)[predictor].transform("mean")
     rows["_within"] = rows[predictor] - person_mean
     rows["_between"] = person_mean - person_mean.mean()
-    covariates = ""
+    terms = ""
     if lagged:  # this session's outcome, split the same way, as the control
         own = rows.groupby(keys, sort=False)[outcome].transform("mean")
         rows["_now_within"], rows["_now_between"] = rows[outcome] - own, own - own.mean()
-        covariates += " + _now_within + _now_between"
+        terms += " + _now_within + _now_between"
     if time:
-        covariates += f" + {time}"
+        terms += f" + {time}"
+    terms += "".join(f" + {c}" for c in covariates)
     response = "_next" if lagged else outcome
-    formula = f"{response} ~ _within + _between{covariates} + {_grouping(patient, therapist)}"
+    formula = f"{response} ~ _within + _between{terms} + {_grouping(patient, therapist)}"
     fit = lmm(formula, rows)
     table = _effects(fit, {"_within": "within", "_between": "between"})
     return MultilevelResult(table, fit, _within_between_reading(table, predictor, outcome, lagged))

@@ -12,8 +12,8 @@ The logistic regression is fitted by iteratively reweighted least squares (a few
 numpy; tested against statsmodels' GLM) so that the core needs no statsmodels.
 
 >>> import pandas as pd
->>> rows = [(f"p{i}", s, 4.0 + (i % 5) * 0.2 - (0.3 * s if i % 3 == 0 else 0.0))
-...         for i in range(30) for s in range(1, 7 if i % 3 else 4)]
+>>> rows = [(f"p{i}", s, 4.0 + ((7 * i + 3 * s) % 5) * 0.2)
+...         for i in range(30) for s in range(1, 7 if i % 3 else 4 + i % 2)]
 >>> t = pd.DataFrame(rows, columns=["patient", "session", "wai"])
 >>> t["dropped"] = t["patient"].map(lambda p: int(p[1:]) % 3 == 0)
 >>> r = dropout_model(t, patient="patient", session="session", alliance="wai",
