@@ -76,6 +76,8 @@ def test_therapists_report_and_caterpillar_chart(table: pd.DataFrame, tmp_path: 
     [
         (("model", SESSIONS, "--formula", "symptoms ~ 1 + (1 | nobody)"), "nobody"),
         (("model", SESSIONS), "give either --formula"),
+        (("model", SESSIONS, "--outcome", "symptoms", "--predictor", "alliance",
+          "--covariates", "intake"), "covariates[0]: column 'intake'"),
         (("model", SESSIONS, "--formula", "symptoms ~ 1 + (1 | therapist)", "-f", "xml"),
          "--format must be text or json"),
         (("therapists", SESSIONS, "--score", "wai"), "score: column 'wai'"),

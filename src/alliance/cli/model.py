@@ -23,6 +23,7 @@ MODEL_EXAMPLES = """
   alliance model sessions.csv --formula "..." --ml --profile --format json
   alliance model sessions.csv --outcome phq9 --predictor wai --patient patient \\
       --therapist therapist --time session --lagged   [dim]# within/between, next session[/]
+  alliance model sessions.csv --outcome phq9 --predictor wai --covariates ceq_expectancy
 """
 
 THERAPIST_EXAMPLES = """
@@ -71,6 +72,10 @@ def model_command(
     lagged: Annotated[
         bool, typer.Option("--lagged", help="Predict the next session's outcome.")
     ] = False,
+    covariates: Annotated[
+        str | None,
+        typer.Option("--covariates", help="Within/between: covariates, comma-separated."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
 ) -> None:
     """A linear mixed model (lme4's notation), or the within/between-patient decomposition
@@ -88,8 +93,10 @@ def model_command(
             fit = lmm(formula, table, reml=not ml)
             reading = None
         else:
+            extra = [c.strip() for c in (covariates or "").split(",") if c.strip()]
             result = within_between(table, str(outcome), str(predictor), patient=patient,
-                                    therapist=therapist, time=time, lagged=lagged)  # fmt: skip
+                                    therapist=therapist, time=time, lagged=lagged,
+                                    covariates=extra)  # fmt: skip
             fit, reading = result.fit, result.reading
             out["within_between"] = _records(result.table)
         ci = confint(fit) if profile else None
