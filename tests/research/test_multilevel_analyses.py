@@ -66,8 +66,9 @@ def test_therapist_icc_matches_lme4(sessions: pd.DataFrame) -> None:
     total = patient_var + therapist_var + residual
     assert ours == pytest.approx(therapist_var / total, rel=1e-5)
     assert both == pytest.approx((patient_var + therapist_var) / total, rel=1e-6)
-    low, high = r.icc.loc["therapist", ["lower", "upper"]]
-    assert 0.0 <= low < ORACLE["icc_therapist"] < high < 1.0
+    for row, value in (("therapist", ours), ("patient (incl. therapist)", both)):
+        low, high = r.icc.loc[row, ["lower", "upper"]]
+        assert 0.0 <= low < value < high < 1.0
 
 
 def _lagged_patients(rng: np.random.Generator, within: float) -> pd.DataFrame:
@@ -124,6 +125,26 @@ def test_icc_interval_covers_the_true_share_at_close_to_95_percent() -> None:
         covered += low <= true_icc <= high
     # binomial(100, .95): 89 or more with probability > .99
     assert 89 <= covered <= 100
+
+
+@pytest.mark.slow
+def test_patient_and_therapist_share_interval_covers_the_truth() -> None:
+    """Sessions in patients in therapists: the share of patient and therapist together
+    (ICCs .05 + .30) is inside its profile interval at close to 95%."""
+    rng = np.random.default_rng(1979)
+    covered, reps = 0, 60
+    for _ in range(reps):
+        patient = np.repeat(np.arange(90), 4)
+        therapist = patient // 6
+        y = rng.normal(0, np.sqrt(0.05), 15)[therapist] + rng.normal(0, np.sqrt(0.30), 90)[patient]
+        y += rng.normal(0, np.sqrt(0.65), 360)
+        t = pd.DataFrame({"therapist": therapist.astype(str), "patient": patient.astype(str),
+                          "y": y})  # fmt: skip
+        icc = therapist_effects(t, "y", therapist="therapist", patient="patient").icc
+        low, high = icc.loc["patient (incl. therapist)", ["lower", "upper"]]
+        covered += low <= 0.35 <= high
+    # binomial(60, .95): 52 or more with probability ~.98
+    assert covered >= 52
 
 
 def test_therapist_effects_are_shrunken_raw_means(sessions: pd.DataFrame) -> None:

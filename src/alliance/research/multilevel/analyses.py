@@ -148,42 +148,49 @@ def _within_between_reading(table: pd.DataFrame, predictor: str, outcome: str, l
 
 
 # -- therapist effects ---------------------------------------------------------------------
-def _icc_interval(fit: MixedModelFit, term: int, level: float = 0.95) -> tuple[float, float]:
-    """Profile-likelihood interval of one intercept term's share of the variance.
+def _share_interval(
+    fit: MixedModelFit, inside: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Profile-likelihood interval of the share of the variance held by the intercept
+    terms marked ``inside`` (the therapist's; or patient and therapist together).
 
-    With intercept-only terms the share is theta_t^2 / (1 + sum theta^2), a function of
-    theta alone, so it is profiled on the fit's own criterion (REML or ML) with sigma and
-    beta profiled out: at a fixed share the other thetas are optimised and theta_t follows."""
+    With intercept-only terms the share is sum_inside theta^2 / (1 + sum theta^2), a
+    function of theta alone, so it is profiled on the fit's own criterion (REML or ML) with
+    sigma and beta profiled out: at a fixed share the other thetas, and how the share splits
+    between the terms inside (softmax weights), are optimised."""
     model, theta = fit.model, fit.theta
-    others = np.arange(theta.size) != term
+    outside, n_in = ~inside, int(inside.sum())
     base = fit.deviance
     z = float(stats.norm.ppf(0.5 + level / 2.0))
+    estimate = float((theta[inside] ** 2).sum() / (1.0 + (theta**2).sum()))
+    weights = np.maximum(theta[inside] ** 2, 1e-12)
+    start = np.concatenate([np.log(weights[1:] / weights[0]), np.maximum(theta[outside], 1e-2)])
+    bounds = [(None, None)] * (n_in - 1) + [(0.0, None)] * int(outside.sum())
 
-    def share(th: np.ndarray) -> float:
-        return float(th[term] ** 2 / (1.0 + (th**2).sum()))
-
-    def deviance_at(rho: float, start: np.ndarray) -> tuple[float, np.ndarray]:
-        def full(eta: np.ndarray) -> np.ndarray:
-            th = theta.copy()
-            th[others] = eta
-            th[term] = math.sqrt(rho * (1.0 + float((eta**2).sum())) / (1.0 - rho))
-            return th
-
-        if not others.any():
-            return model.deviance(full(np.empty(0))), np.empty(0)
-        best = optimize.minimize(
-            lambda eta: model.deviance(full(eta)),
-            np.maximum(start, 1e-2),
-            method="L-BFGS-B",
-            bounds=[(0.0, None)] * int(others.sum()),
-            options={"ftol": 1e-12, "gtol": 1e-8},
+    def full(rho: float, free: np.ndarray) -> np.ndarray:
+        logits, others = np.concatenate([[0.0], free[: n_in - 1]]), free[n_in - 1 :]
+        split = np.exp(logits - logits.max())
+        th = theta.copy()
+        th[outside] = others
+        th[inside] = np.sqrt(
+            rho * (1.0 + float((others**2).sum())) / (1.0 - rho) * split / split.sum()
         )
-        return float(best.fun), best.x
+        return th
 
-    estimate = share(theta)
+    def deviance(th: np.ndarray) -> float:
+        try:
+            return model.deviance(th)
+        except np.linalg.LinAlgError:  # a share so near 1 that X'V^-1X is singular
+            return base + 1e10
 
     def zeta(rho: float) -> float:
-        dev, _ = deviance_at(rho, theta[others])
+        if start.size:
+            best = optimize.minimize(lambda f: deviance(full(rho, f)), start,
+                                     method="L-BFGS-B", bounds=bounds,
+                                     options={"ftol": 1e-12, "gtol": 1e-8})  # fmt: skip
+            dev = float(best.fun)
+        else:
+            dev = deviance(full(rho, start))
         return float(np.sign(rho - estimate) * math.sqrt(max(dev - base, 0.0)))
 
     lower = 0.0
@@ -197,9 +204,9 @@ def _icc_interval(fit: MixedModelFit, term: int, level: float = 0.95) -> tuple[f
 
 @dataclass(frozen=True)
 class TherapistResult(MultilevelResult):
-    """:class:`MultilevelResult` with ``icc``: the therapist's share of the variance with
-    its profile-likelihood interval; with patients, also the share of patient and therapist
-    together (the correlation of two sessions of one patient), as an estimate only."""
+    """:class:`MultilevelResult` with ``icc``: the therapist's share of the variance and,
+    with patients, the share of patient and therapist together (the correlation of two
+    sessions of one patient), each with its profile-likelihood interval."""
 
     icc: pd.DataFrame
 
@@ -268,13 +275,13 @@ def _icc_table(
 ) -> pd.DataFrame:
     theta = fit.theta
     total = 1.0 + float((theta**2).sum())
-    at = names.index(therapist)
-    rows = {therapist: (theta[at] ** 2 / total, *_icc_interval(fit, at))}
+    is_therapist = np.array([name == therapist for name in names])
+    rows = {therapist: (theta[is_therapist][0] ** 2 / total, *_share_interval(fit, is_therapist))}
     if patient:
+        everyone = np.ones(theta.size, dtype=bool)
         rows[f"{patient} (incl. {therapist})"] = (
             float((theta**2).sum()) / total,
-            np.nan,
-            np.nan,
+            *_share_interval(fit, everyone),
         )
     return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "lower", "upper"])
 
