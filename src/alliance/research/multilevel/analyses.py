@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -203,12 +204,38 @@ def _share_interval(
 
 
 @dataclass(frozen=True)
-class TherapistResult(MultilevelResult):
-    """:class:`MultilevelResult` with ``icc``: the therapist's share of the variance and,
-    with patients, the share of patient and therapist together (the correlation of two
-    sessions of one patient), each with its profile-likelihood interval."""
+class TherapistResult:
+    """``table`` (one row per therapist) and the ``fit`` behind it; ``icc`` (the therapist's
+    share of the variance and, with patients, the share of patient and therapist together,
+    the correlation of two sessions of one patient, each with its profile-likelihood
+    interval) and the plain ``reading`` are computed when first asked for: the profiles cost
+    more than the fit, and a view of the shrunken effects alone does not need them."""
 
-    icc: pd.DataFrame
+    table: pd.DataFrame
+    fit: MixedModelFit
+    score: str
+    therapist: str
+    patient: str | None
+
+    @cached_property
+    def icc(self) -> pd.DataFrame:
+        names = [t.spec.name for t in self.fit.model.design.terms]
+        return _icc_table(self.fit, names, self.therapist, self.patient)
+
+    @cached_property
+    def reading(self) -> str:
+        share, table = self.icc.loc[self.therapist], self.table
+        separable = (
+            f"{int(table['distinct'].sum())} of {len(table)} therapists differ from the clinic "
+            "mean beyond their interval."
+            if table["distinct"].any()
+            else "The data cannot separate these therapists: every therapist's interval "
+            "overlaps the clinic mean."
+        )
+        return (
+            f"Therapists account for {share['estimate']:.1%} of the variance in {self.score} "
+            f"(95% CI {share['lower']:.1%} to {share['upper']:.1%}). {separable}"
+        )
 
 
 def therapist_effects(
@@ -235,7 +262,6 @@ def therapist_effects(
         raise FormulaError(f"therapist: {score} needs rows of at least 2 therapists to compare")
     fit = lmm(f"{score} ~ 1 + {_grouping(patient, therapist) if patient else f'(1 | {therapist})'}",
               rows)  # fmt: skip
-    names = [t.spec.name for t in fit.model.design.terms]
     modes = fit.ranef[fit.ranef["group"] == therapist].set_index("level")
     raw = rows.groupby(therapist)[score].mean() - rows[score].mean()
     raw.index = raw.index.astype(str)
@@ -253,21 +279,7 @@ def therapist_effects(
     ).join(counts)
     table["distinct"] = (table["lower"] > 0) | (table["upper"] < 0)
     table.index.name = therapist
-    icc = _icc_table(fit, names, therapist, patient)
-    result_table = table.sort_values("effect")
-    icc_row = icc.loc[therapist]
-    reading = (
-        f"Therapists account for {icc_row['estimate']:.1%} of the variance in {score} "
-        f"(95% CI {icc_row['lower']:.1%} to {icc_row['upper']:.1%}). "
-        + (
-            f"{int(table['distinct'].sum())} of {len(table)} therapists differ from the clinic "
-            "mean beyond their interval."
-            if table["distinct"].any()
-            else "The data cannot separate these therapists: every therapist's interval "
-            "overlaps the clinic mean."
-        )
-    )
-    return TherapistResult(result_table, fit, reading, icc)
+    return TherapistResult(table.sort_values("effect"), fit, score, therapist, patient)
 
 
 def _icc_table(
