@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -72,6 +74,45 @@ def need_extra(extra: str, module: str) -> None:
     """Stop with the install command when an optional dependency is absent (exit 2)."""
     if importlib.util.find_spec(module) is None:
         fail(f"this command needs the {extra!r} extra: pip install 'alliance[{extra}]'")
+
+
+def require_text_or_json(fmt: str) -> None:
+    """``--format`` of the report commands (meta, model, therapists, power)."""
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {fmt!r}")
+
+
+def json_safe(x: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to null (lists, tuples, dicts deep).
+
+    >>> json_safe({"a": [float("nan"), 1.5]})
+    {'a': [None, 1.5]}
+    """
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+CHART_SUFFIXES = {".png": "png", ".svg": "svg", ".html": "html", ".json": "json"}
+
+
+def write_chart(chart: Any, path: Path) -> None:
+    """Render a chart to ``path`` in the format its suffix names (exit 2 on another)."""
+    from alliance.research.meta.plots import chart_bytes
+
+    fmt = CHART_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        fail(f"{path}: chart files end in {', '.join(CHART_SUFFIXES)}")
+    try:
+        path.write_bytes(chart_bytes(chart, fmt))  # type: ignore[arg-type]
+    except OSError as exc:
+        fail(f"{path}: cannot write chart ({exc.strerror})")
 
 
 def warn(message: str) -> None:

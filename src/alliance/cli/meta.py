@@ -7,10 +7,17 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
-from alliance.cli.common import fail, need_extra, read_input, relay_warnings
+from alliance.cli.common import (
+    fail,
+    json_safe,
+    need_extra,
+    read_input,
+    relay_warnings,
+    require_text_or_json,
+    write_chart,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,21 +40,6 @@ Fisher's z and back-transformed to r). A [cyan]study[/] column, if present, name
   alliance meta studies.csv --bias --funnel funnel.png --forest forest.html
   alliance meta effects.csv --cluster study              [dim]# three-level + CR2 robust[/]
 """
-
-_CHARTS = {".png": "png", ".svg": "svg", ".html": "html", ".json": "json"}
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to null."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def _bias(res: MetaResult) -> dict[str, Any]:
@@ -78,18 +70,6 @@ def _bias_text(b: dict[str, Any]) -> str:
         f"Trim-and-fill: {tf['k0']} studies filled on the {tf['side']}; adjusted estimate "
         f"{tf['estimate']:.4f} [{tf['ci_lower']:.4f}, {tf['ci_upper']:.4f}]"
     )
-
-
-def _write_chart(chart: Any, path: Path) -> None:
-    from alliance.research.meta.plots import chart_bytes
-
-    fmt = _CHARTS.get(path.suffix.lower())
-    if fmt is None:
-        fail(f"{path}: chart files end in {', '.join(_CHARTS)}")
-    try:
-        path.write_bytes(chart_bytes(chart, fmt))  # type: ignore[arg-type]
-    except OSError as exc:
-        fail(f"{path}: cannot write chart ({exc.strerror})")
 
 
 def _three_level(
@@ -159,8 +139,7 @@ def meta_command(
     from alliance.research.meta import MetaInputError, MetaWarning
     from alliance.research.meta._validate import confidence_level
 
-    if fmt not in ("text", "json"):
-        fail(f"--format must be text or json, not {fmt!r}")
+    require_text_or_json(fmt)
     try:
         level = confidence_level(level)
     except MetaInputError as exc:
@@ -186,7 +165,7 @@ def _meta(
                 fail("--cluster fits the three-level model with z tests and reports CR2 "
                      "robust t tests; drop --test")  # fmt: skip
             out = _three_level(table, cluster, method, mod_cols, level)
-            typer.echo(json.dumps(_clean(out), indent=2) if fmt == "json" else _mv_text(out))
+            typer.echo(json.dumps(json_safe(out), indent=2) if fmt == "json" else _mv_text(out))
             return
         res = rma(table["yi"], table["vi"], method=method, test=test, level=level,
                   mods=table[mod_cols] if mod_cols else None, measure=measure,
@@ -196,18 +175,18 @@ def _meta(
             need_extra("charts", "altair")
             from alliance.research.meta.plots import forest_chart, funnel_chart
         if forest is not None:
-            _write_chart(
+            write_chart(
                 forest_chart(res) if res.p == 1 else fail("--forest needs no --mods"), forest
             )
         if funnel is not None:
-            _write_chart(funnel_chart(res, trimfill(res) if bias and res.p == 1 else None), funnel)
+            write_chart(funnel_chart(res, trimfill(res) if bias and res.p == 1 else None), funnel)
     except MetaInputError as exc:
         fail(f"{file}: {exc}")
     if fmt == "json":
         out = res.to_dict()
         if extra is not None:
             out.update(extra)
-        typer.echo(json.dumps(_clean(out), indent=2))
+        typer.echo(json.dumps(json_safe(out), indent=2))
     else:
         typer.echo(res.summary() + ("" if extra is None else _bias_text(extra)))
 

@@ -8,8 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alliance.cli.common import fail, need_extra, read_input, stderr
-from alliance.cli.meta import _clean, _write_chart
+from alliance.cli.common import (
+    fail,
+    json_safe,
+    need_extra,
+    read_input,
+    require_text_or_json,
+    stderr,
+    write_chart,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,11 +49,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {str(frame.index.name or "name"): str(i), **{str(k): v for k, v in row.items()}}
         for i, row in zip(frame.index, frame.to_dict(orient="records"), strict=True)
     ]
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("text", "json"):
-        fail(f"--format must be text or json, not {fmt!r}")
 
 
 def model_command(
@@ -83,7 +85,7 @@ def model_command(
     from alliance.research.multilevel import FormulaError, confint, lmm
     from alliance.research.multilevel.analyses import within_between
 
-    _check_format(fmt)
+    require_text_or_json(fmt)
     if (formula is None) == (outcome is None or predictor is None):
         fail("give either --formula, or --outcome and --predictor (within/between)")
     table = read_input(file)
@@ -113,7 +115,7 @@ def model_command(
     if reading:
         out["reading"] = reading
     if fmt == "json":
-        typer.echo(json.dumps(_clean(out), indent=2))
+        typer.echo(json.dumps(json_safe(out), indent=2))
         return
     lines = [
         f"Linear mixed model, {out['criterion']}: {fit.formula}",
@@ -162,7 +164,7 @@ def therapists_command(
     from alliance.research.multilevel import FormulaError
     from alliance.research.multilevel.analyses import alliance_outcome_split, therapist_effects
 
-    _check_format(fmt)
+    require_text_or_json(fmt)
     table = read_input(file)
     try:
         result = therapist_effects(table, score, therapist=therapist, patient=patient)
@@ -177,7 +179,7 @@ def therapists_command(
         need_extra("charts", "altair")
         from alliance.research.multilevel.plots import caterpillar_chart
 
-        _write_chart(caterpillar_chart(result.table, score), chart)
+        write_chart(caterpillar_chart(result.table, score), chart)
     out: dict[str, Any] = {
         "icc": _records(result.icc), "therapists": _records(result.table),
         "reading": result.reading,
@@ -186,7 +188,7 @@ def therapists_command(
         out["alliance_outcome_split"] = _records(split.table)
         out["split_reading"] = split.reading
     if fmt == "json":
-        typer.echo(json.dumps(_clean(out), indent=2))
+        typer.echo(json.dumps(json_safe(out), indent=2))
         return
     lines = [
         result.reading,
@@ -260,7 +262,7 @@ def power_command(
 
     from alliance.research.multilevel.power import Design, power_curve
 
-    _check_format(fmt)
+    require_text_or_json(fmt)
     if effect not in ("within", "between"):
         fail(f"--effect must be within or between, not {effect!r}")
     sizes = {
@@ -292,7 +294,7 @@ def power_command(
     if fmt == "json":
         out = {"design": design.__dict__, "effect": effect, "alpha": alpha, "sims": sims,
                "curve": curve.to_dict(orient="records")}  # fmt: skip
-        typer.echo(json.dumps(_clean(out), indent=2))
+        typer.echo(json.dumps(json_safe(out), indent=2))
         return
     typer.echo(
         f"Power of the {effect}-patient effect at alpha {alpha:g}, {sims} simulated studies "
