@@ -4,6 +4,7 @@ design (design effect) within simulation error; the intervals cover the true eff
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -70,3 +71,22 @@ def test_power_curve_grows_with_patients() -> None:
 def test_impossible_designs_name_the_field(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}: out of range"):
         Design(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_failed_fit_is_counted_and_still_moves_the_progress_bar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = importlib.import_module("alliance.research.multilevel.power")
+    real, calls = module.within_between, {"n": 0}
+
+    def every_other_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] % 2:
+            raise ValueError("cannot fit")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "within_between", every_other_fails)
+    seen: list[int] = []
+    r = power(Design(therapists=None, patients=10, sessions=3), replications=4, seed=1,
+              progress=seen.append)  # fmt: skip
+    assert r.failed == 2 and seen == [1, 2, 3, 4]

@@ -137,32 +137,31 @@ def power(
     if replications < 1 or not 0.0 < alpha < 1.0:
         raise ValueError("replications: must be >= 1, and alpha between 0 and 1")
     rng = np.random.default_rng(seed)
-    truth = design.within if effect == "within" else design.between
+    # the effect per unit of the predictor's part (within or between), the interval's units
+    share = design.predictor_between_share
+    truth = (
+        design.within / math.sqrt(1 - share)
+        if effect == "within"
+        else design.between / math.sqrt(share)
+    )
+    therapist = "therapist" if design.therapists is not None else None
     rejected = covered = failed = 0
     for done in range(1, replications + 1):
         data = simulate_design(design, rng)
-        therapist = "therapist" if design.therapists is not None else None
         try:
             row = within_between(data, "y", "x", patient="patient", therapist=therapist,
                                  time="session").table.loc[effect]  # fmt: skip
+            rejected += bool(row["p"] < alpha)
+            covered += bool(row["lower"] <= truth <= row["upper"])
         except (ValueError, np.linalg.LinAlgError):
             failed += 1
-            continue
-        rejected += bool(row["p"] < alpha)
-        # the interval on the predictor's scale; the truth in those units
-        scale = math.sqrt(
-            1 - design.predictor_between_share
-            if effect == "within"
-            else design.predictor_between_share
-        )
-        covered += bool(row["lower"] <= truth / scale <= row["upper"])
         if progress is not None:
             progress(done)
     fitted = replications - failed
-    share = rejected / fitted if fitted else float("nan")
+    rate = rejected / fitted if fitted else float("nan")
     return PowerResult(
-        power=share,
-        se=math.sqrt(share * (1 - share) / fitted) if fitted else float("nan"),
+        power=rate,
+        se=math.sqrt(rate * (1 - rate) / fitted) if fitted else float("nan"),
         coverage=covered / fitted if fitted else float("nan"),
         replications=replications,
         failed=failed,
