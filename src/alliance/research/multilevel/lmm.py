@@ -209,17 +209,19 @@ class _Cross:
         # (0 + session | patient) alike) form one block per level: Z1'Z1 is block diagonal
         # (a row has one level), its m (K x K) blocks taken level by level ("interleaved").
         lead = self.lead = _sharing_first_factor(design.terms)
-        values = np.hstack([t.values for t in design.terms[:lead]])
-        first = design.terms[0]
-        width = values.shape[1]
-        self.first_blocks = np.zeros((len(first.levels), width, width))
-        np.add.at(self.first_blocks, first.level, values[:, :, None] * values[:, None, :])
         self.first_order = _interleaved(design.terms[:lead], self.offsets)
         q1 = self.offsets[lead]
         self.ztz_dense = self.ztz.toarray() if self.ztz.shape[0] <= DENSE_UP_TO else None
         self.blockwise = self.ztz.shape[0] > DENSE_UP_TO and self.ztz.shape[0] - q1 <= DENSE_UP_TO
         if self.blockwise:  # the pieces of Z'Z the blockwise path uses
-            self.z1tz2 = self.ztz[self.first_order][:, q1:].tocsr()
+            rows_first = self.ztz[self.first_order]
+            width = sum(t.k for t in design.terms[:lead])
+            diagonal = rows_first[:, self.first_order].tocoo()  # block diagonal, K x K blocks
+            self.first_blocks = np.zeros((len(design.terms[0].levels), width, width))
+            self.first_blocks[diagonal.row // width, diagonal.row % width, diagonal.col % width] = (
+                diagonal.data
+            )
+            self.z1tz2 = rows_first[:, q1:].tocsr()
             self.z2tz2 = self.ztz[q1:, q1:].toarray()
 
 
