@@ -59,14 +59,19 @@ def bare_app() -> FastAPI:
 
 
 # -- setup ---------------------------------------------------------------------------------------
-def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, float]:
-    """Simulate, insert and analyse the clinic; returns therapist1's patient ids and the
-    seconds taken by the seeding and by the analytics."""
+def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, float, float]:
+    """Simulate, insert and analyse the clinic (the expected-trajectory model fitted as of
+    the middle session date, as ``alliance demo`` does, so the later sessions carry stored
+    ranges and the patient page draws them); returns therapist1's patient ids and the
+    seconds taken by the seeding, the model fit and the analytics."""
+    from datetime import UTC, datetime
+    from datetime import time as clock
+
     from sqlalchemy import select
 
     from alliance.store.db import Database
     from alliance.store.migrate import upgrade
-    from alliance.store.models import Patient, User
+    from alliance.store.models import Patient, TherapySession, User
     from alliance.web import monitoring
     from alliance.web.demo import fill_demo
 
@@ -83,6 +88,11 @@ def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, 
         analytics=False,
     )
     seeded = time.perf_counter()
+    with db.read() as s:
+        dates = sorted(s.scalars(select(TherapySession.date)))
+    middle = datetime.combine(dates[len(dates) // 2], clock(0), tzinfo=UTC)
+    assert monitoring.refit_expected(db, now=middle), "the clinic's model was not fitted"
+    fitted = time.perf_counter()
     monitoring.refresh_patients(db)
     analysed = time.perf_counter()
     with db.read() as s:
@@ -93,7 +103,7 @@ def build_clinic(url: str, args: argparse.Namespace) -> tuple[list[int], float, 
             )
         )
     db.dispose()
-    return ids, seeded - started, analysed - seeded
+    return ids, seeded - started, fitted - seeded, analysed - fitted
 
 
 def logged_in(port: int, username: str) -> httpx.Client:
@@ -172,10 +182,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="alliance-bench-pages-") as tmp:
         home = Path(tmp)
         url = f"sqlite:///{home / 'clinic.db'}"
-        ids, seed_s, analytics_s = build_clinic(url, args)
+        ids, seed_s, fit_s, analytics_s = build_clinic(url, args)
         print(
             f"clinic: {args.patients} patients x {args.sessions} sessions (SQLite); seeding "
-            f"{seed_s:.1f} s, analytics for every patient {analytics_s:.1f} s; "
+            f"{seed_s:.1f} s, expected-trajectory fit {fit_s:.1f} s, analytics for every "
+            f"patient (with the expected ranges) {analytics_s:.1f} s; "
             f"therapist1 has {len(ids)} patients"
         )
         env = {

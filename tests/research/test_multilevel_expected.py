@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from alliance.research.multilevel import FormulaError
-from alliance.research.multilevel.expected import expected_band, fit_expected
+from alliance.research.multilevel.expected import (
+    MIN_PATIENTS,
+    MIN_SESSIONS,
+    expected_band,
+    expected_next,
+    fit_clinic_expected,
+    fit_expected,
+)
 from alliance.scoring import score
 from alliance.simulate import simulate_clinic
 
@@ -71,3 +78,30 @@ def test_bad_columns_and_sessions_name_the_rule() -> None:
         fit_expected(t, "y", patient="p", session="s")
     with pytest.raises(FormulaError, match="not in the table"):
         fit_expected(t, "nope", patient="p", session="s")
+
+
+def test_the_next_sessions_band_is_the_band_that_session_gets_once_rated(model) -> None:  # type: ignore[no-untyped-def]
+    """expected_next on the sessions before t gives session t's band of expected_band."""
+    table = _clinic(6)
+    full = expected_band(model, table).set_index(["patient_id", "session"])
+    before = table[table["session"] < 5]
+    upcoming = expected_next(model, before, at=dict.fromkeys(before["patient_id"].unique(), 5))
+    rated = upcoming.set_index(["patient_id", "session"]).index.intersection(full.index)
+    assert len(rated) > 10
+    for column in ("expected", "sd", "lower", "upper"):
+        got = upcoming.set_index(["patient_id", "session"]).loc[rated, column]
+        np.testing.assert_allclose(got, full.loc[rated, column], rtol=1e-12)
+    with pytest.raises(ValueError, match="not after the scored ones"):
+        expected_next(model, before, at=dict.fromkeys(before["patient_id"].unique(), 2))
+
+
+def test_the_clinic_fits_only_when_its_data_can_carry_the_model() -> None:
+    table = _clinic(7)
+    patients = sorted(table["patient_id"].unique())
+    few = table[table["patient_id"].isin(patients[: MIN_PATIENTS - 1])]
+    assert fit_clinic_expected(few, "wai_sr_total") is None
+    short = table[table["session"] < MIN_SESSIONS]  # every patient, too few sessions each
+    assert fit_clinic_expected(short, "wai_sr_total") is None
+    fitted = fit_clinic_expected(table, "wai_sr_total")
+    assert fitted is not None and fitted.therapist == "therapist_id"
+    assert fitted.n_patients == len(patients)

@@ -153,9 +153,30 @@ def test_reliable_change_band_sits_below_the_running_baseline() -> None:
     assert rows["session"].tolist() == table["session"].iloc[1:].tolist()
     assert rows["baseline"].tolist() == pytest.approx(expected.tolist())
     assert (rows["baseline"] - rows["lower"]).tolist() == pytest.approx([0.5] * len(rows))
-    assert band["encoding"]["fill"]["title"] == "Reliable-change band"
+    assert band["encoding"]["fill"]["title"] == "Shaded ranges"
+    assert rows["guide"].iloc[0] == "reliable change: 0.50 below earlier mean"
     none = charts.trajectory_spec(table, "wai_sr")
     assert not [lay for lay in layers(none) if lay["mark"].get("type") == "area"]
+
+
+def test_expected_range_is_shaded_and_the_next_session_drawn_as_a_bar() -> None:
+    table = wai_table()
+    last = int(table["session"].max())
+    expected = pd.DataFrame({"session": [last - 1, last, last + 1], "lower": [3.0, 3.1, 3.2],
+                             "upper": [4.4, 4.5, 9.0]})  # fmt: skip
+    spec = charts.trajectory_spec(table, "wai_sr", rci_threshold=0.5, expected=expected)
+    areas = [lay for lay in layers(spec) if lay["mark"].get("type") == "area"]
+    assert len(areas) == 2  # the reliable-change band and the expected range
+    fill = areas[1]["encoding"]["fill"]["scale"]
+    assert fill["domain"][1] == charts.EXPECTED_GUIDE
+    assert fill["range"] == [charts.BAND_COLOURS["reliable"], charts.BAND_COLOURS["expected"]]
+    rows = pd.DataFrame(spec["datasets"][areas[1]["data"]["name"]])
+    assert rows["top"].tolist() == [4.4, 4.5, 5.0]  # clipped to the scale's top
+    [bar] = [lay for lay in layers(spec) if lay["mark"].get("type") == "rule"
+             and lay["mark"].get("strokeWidth") == 8]  # fmt: skip
+    assert pd.DataFrame(spec["datasets"][bar["data"]["name"]])["session"].tolist() == [last + 1]
+    assert spec["layer"][0]["encoding"]["x"]["scale"]["domain"] == [1, last + 1]
+    svg_of(spec)  # renders
 
 
 def test_svg_text_is_at_least_12px_and_the_chart_fits_the_page() -> None:

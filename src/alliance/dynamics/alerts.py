@@ -42,6 +42,7 @@ KINDS = frozenset(
         "below_cutoff",
         "self_reported_rupture",
         "ceiling_break",
+        "below_expected",
         "signal",
     }
 )
@@ -56,7 +57,8 @@ class AlertSettings:
     score is then unknown); ``z`` is the one-sided 99 % criterion for a reliable fall (see
     :data:`Z_99_ONE_SIDED`). ``persistent_sessions``: a score below its cutoff at this many
     scored sessions in a row is high. ``ceiling_sessions``: sessions at the top of the scale
-    before the first lower score counts as a ceiling break. ``kinds`` selects the kinds.
+    before the first lower score counts as a ceiling break. ``expected_sessions``: sessions
+    in a row below the expected range before it is raised. ``kinds`` selects the kinds.
 
     >>> AlertSettings().repair_within
     3
@@ -72,6 +74,7 @@ class AlertSettings:
     resolved_at: float = 4.0
     persistent_sessions: int = 3
     ceiling_sessions: int = 2
+    expected_sessions: int = 2
     allow_unverified: bool = False
     kinds: frozenset[str] = KINDS
 
@@ -81,7 +84,7 @@ def load_guidance() -> dict[str, Any]:
     """The guidance file as a dict: ``{"sources": {...}, "kinds": {kind: {...}}}``.
 
     >>> sorted(load_guidance()["kinds"])[:2]
-    ['below_cutoff', 'ceiling_break']
+    ['below_cutoff', 'below_expected']
     """
     text = (resources.files("alliance.dynamics") / "guidance.toml").read_text(encoding="utf-8")
     data = tomllib.loads(text)

@@ -40,6 +40,17 @@ Kinds and their rules (thresholds are :class:`~alliance.dynamics.alerts.AlertSet
     resolved in the session; otherwise warning, **high** when the intensity is 4 or more of
     5 or a rupture is reported again while open; closes at the first later session with no
     rupture or one rated resolved.
+``below_expected``
+    The score is under the lower edge of the range the clinic's own growth model expects
+    for this patient's session *given their earlier sessions* (the ``expected_lower``
+    column, from :func:`alliance.research.multilevel.expected.expected_band`; the clinic
+    stores each session's edge the day it is analysed). By design about one session in
+    ten falls under a 10 % edge, so one session opens nothing: the episode opens at the
+    ``expected_sessions``-th session in a row under it (warning), is **high** from the
+    ``persistent_sessions``-th, and closes at the first session at or above its edge.
+    Sessions an open rupture, below-cutoff or low-early-alliance episode already covers
+    do not count (the same fall is not raised twice). Expected-response signals of this
+    kind come from outcome monitoring (Finch, Lambert & Schaalje 2001).
 ``ceiling_break``
     After ``ceiling_sessions`` or more sessions at the top of the scale, the first lower
     score (Meier & Feeley 2022: ceiling effects on client-rated alliance are common and
@@ -223,6 +234,7 @@ def alert_episodes(
     norms: Norms | None = None,
     settings: AlertSettings | None = None,
     prospective: bool = True,
+    expected_lower: str | None = None,
 ) -> pd.DataFrame:
     """Alert episodes of a long table of scored sessions; one row per episode.
 
@@ -232,7 +244,9 @@ def alert_episodes(
     metric; ``norms`` the reference SD and reliability (measurement error) and, for low
     early alliance, the reference mean. ``prospective=False`` lets clinic-level thresholds
     come from the whole table (research use; then earlier decisions can change with later
-    data). Columns: :data:`EPISODE_COLUMNS`; ``attrs["notices"]`` says what was off and why.
+    data). ``expected_lower`` names the column with each session's lower edge of its
+    expected range (``below_expected``; NaN where the session has none). Columns:
+    :data:`EPISODE_COLUMNS`; ``attrs["notices"]`` says what was off and why.
     """
     cfg = settings or AlertSettings()
     require_columns(sessions, ["patient_id", "session", score])
@@ -261,6 +275,8 @@ def alert_episodes(
         ruptures = _rupture_episodes(ctx)
         frames += [ruptures, _cutoff_episodes(ctx), _low_early_episodes(ctx)]
         frames.append(_ceiling_episodes(ctx, ruptures))
+        if expected_lower is not None:
+            frames.append(_expected_episodes(ctx, expected_lower, frames[:3]))
         if therapist_score is not None:
             frames.append(_discrepancy_episodes(ctx, therapist_score))
     frames.append(_self_report_episodes(ctx))
@@ -677,6 +693,71 @@ def _ceiling_episodes(ctx: _Ctx, ruptures: pd.DataFrame) -> pd.DataFrame:
     if len(frame):
         frame["detail"] = (
             f"Ceiling: {ctx.cfg.ceiling_sessions} or more sessions at {top:g} before this one."
+        )
+    return frame
+
+
+def _covered(s: Series, frames: Sequence[pd.DataFrame]) -> npt.NDArray[np.bool_]:
+    """Per series row: inside an episode of ``frames`` (from its opening session while it
+    is open; a closed episode no longer covers the session that closed it)."""
+    out = np.zeros(s.x.size, dtype=bool)
+    found = [f for f in frames if len(f)]
+    if not found:
+        return out
+    spans = pd.concat(found, ignore_index=True)
+    code = pd.Index(s.patients).get_indexer(pd.Index(spans["patient_id"]))
+    end = spans["closed_session"].to_numpy(np.float64)
+    end = np.where(np.isnan(end), np.inf, end)
+    for c, a, b in zip(code.tolist(), spans["opened_session"].tolist(), end.tolist(), strict=True):
+        rows = slice(int(s.starts[c]), int(s.starts[c] + s.sizes[c]))
+        out[rows] |= (s.session[rows] >= a) & (s.session[rows] < b)
+    return out
+
+
+def _expected_episodes(ctx: _Ctx, column: str, covering: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    if "below_expected" not in ctx.cfg.kinds:
+        return pd.DataFrame()
+    require_columns(ctx.sessions, [column])
+    s, x, cfg = ctx.series, ctx.series.x, ctx.cfg
+    edge = pd.to_numeric(ctx.sessions[column], errors="coerce").to_numpy(np.float64)[s.rows]
+    with np.errstate(invalid="ignore"):
+        under = (x < edge - _EPS) & ~_covered(s, covering)
+    starts, _, _ = _runs(s, under)
+    run_start = np.zeros(x.size, dtype=np.int64)
+    run_start[starts] = starts
+    in_run = np.arange(x.size) - np.maximum.accumulate(run_start)
+    holds = under & (in_run >= cfg.expected_sessions - 1)
+    severity = np.where(in_run >= cfg.persistent_sessions - 1, HIGH, WARNING).astype(np.int64)
+
+    def describe(a: int, b: int, c: int) -> str:
+        first = a - int(in_run[a])
+        seen = ", ".join(f"{x[r]:.2f} at session {s.session[r]}" for r in range(first, a + 1))
+        text = (
+            f"{ctx.label} {seen}: each below the lower edge of the range the clinic's model "
+            f"expects for this patient given the sessions before it ({edge[a]:.2f} at session "
+            f"{s.session[a]})."
+        )
+        if b > a:
+            text += f" Still below at session {s.session[b]} ({x[b]:.2f} under {edge[b]:.2f})."
+        return text
+
+    frame = _condition_episodes(
+        ctx,
+        "below_expected",
+        holds,
+        severity,
+        describe,
+        lambda c: f"{x[c]:.2f} at session {s.session[c]}, back within the expected range",
+        x,
+        np.nan,
+    )
+    if len(frame):
+        last = _row_of(s, frame["patient_id"], frame["last_session"])
+        frame["threshold"] = edge[last]
+        frame["detail"] = (
+            "Expected range: the clinic's growth model of its own sessions, given the "
+            f"patient's earlier sessions ({column}). Opens at {cfg.expected_sessions} "
+            f"sessions in a row below it, high from {cfg.persistent_sessions}."
         )
     return frame
 

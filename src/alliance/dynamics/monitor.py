@@ -5,7 +5,9 @@ followed on (the first alliance measure in the instruments' monitoring order wit
 for that patient), the therapist rating compared with it, the rupture method (``rci_drop``
 with the clinic's norms; none without norms, since measurement error is then unknown), and
 prospective judgement: each patient's sessions are judged with that patient's data up to
-each session and the clinic's frozen norms, so monitoring one patient alone gives that
+each session, the clinic's frozen norms and, where the table has a
+``<instrument>_total_expected_lower`` column, the edge of each session's expected range as
+stored the day it was analysed, so monitoring one patient alone gives that
 patient's part of a whole-clinic run, and sessions fed one at a time give the same result.
 
 Example
@@ -35,6 +37,9 @@ from alliance.dynamics.reliable_change import Norms
 from alliance.dynamics.ruptures import OUTPUT_COLUMNS, detect_ruptures
 from alliance.dynamics.status import patient_status
 from alliance.instruments import alliance_measures
+
+#: Suffix of the column holding a score's lower edge of the expected range per session.
+EXPECTED_LOWER = "_expected_lower"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ def monitor(
         therapist = f"{instrument_id}_therapist_total"
         has_therapist = therapist in rows.columns and rows[therapist].notna().any()
         chosen = (norms or {}).get(instrument_id)
+        edge = f"{score}{EXPECTED_LOWER}"
         found = alert_episodes(
             rows,
             score,
@@ -97,6 +103,7 @@ def monitor(
             therapist_score=therapist if has_therapist else None,
             norms=chosen,
             settings=cfg,
+            expected_lower=edge if edge in rows.columns else None,
         )
         episodes.append(found)
         notices += [f"{instrument_id}: {n}" for n in found.attrs.get("notices", [])]

@@ -5,7 +5,9 @@ session the episode opened at), kept up to date by the analytics as later sessio
 (``state``, ``last_session``, ``closed_session``, ``severity``), beside the clinician's
 workflow (``status``: open, acknowledged, resolved, with notes). Patients carry their one
 status (:mod:`alliance.dynamics.status`). The clinic's frozen norms (:class:`ClinicNorm`)
-are stored once, so later decisions never depend on patients who came later.
+are stored once, so later decisions never depend on patients who came later; so are the
+expected ranges of sessions (:class:`ExpectedBand`), each from the model fit in force the
+day the session was analysed (:class:`ExpectedModelFit`).
 
 Patients are pseudonymous (a clinic code; no name). Patient link tokens and API tokens are
 stored as SHA-256 hashes only. The audit log is append-only (enforced by database triggers
@@ -282,6 +284,41 @@ class ClinicNorm(Base):
     n_patients: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (UniqueConstraint("instrument_id", "score"),)
+
+
+class ExpectedModelFit(Base):
+    """One fit of the clinic's expected-trajectory model of a score
+    (:class:`alliance.research.multilevel.expected.ExpectedModel` as ``params``).
+
+    Fits are kept, never changed: the newest is the one in force, and each stored band
+    names the fit it came from.
+    """
+
+    __tablename__ = "expected_models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    score: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    n_patients: Mapped[int] = mapped_column(Integer)
+    n_sessions: Mapped[int] = mapped_column(Integer)
+    fitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExpectedBand(Base):
+    """The expected range of one patient's session, computed the day the session was
+    analysed from the model then in force and the patient's earlier sessions; never
+    recomputed, so later fits do not move earlier decisions."""
+
+    __tablename__ = "expected_bands"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    session: Mapped[int] = mapped_column(Integer)
+    score: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[int] = mapped_column(ForeignKey("expected_models.id"))
+    expected: Mapped[float] = mapped_column(Float)
+    sd: Mapped[float] = mapped_column(Float)
+    lower: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("patient_id", "session", "score"),)
 
 
 class AuditEntry(Base):

@@ -31,6 +31,8 @@ from alliance.store.models import (
     AuditPatient,
     ClinicNorm,
     EndedSession,
+    ExpectedBand,
+    ExpectedModelFit,
     Link,
     LoginThrottle,
     Patient,
@@ -693,7 +695,7 @@ def add_response(
 def response_records(s: Session, patient_ids: Sequence[int] | None = None) -> list[Any]:
     """Stored responses as plain rows, by patient, session and response: ``patient_id,
     research_id, therapist_id, session, date, instrument_id, respondent, items, scores``
-    (one column query; no ORM objects)."""
+    ``submitted_at`` (one column query; no ORM objects)."""
     query = (
         select(
             Response.patient_id,
@@ -705,6 +707,7 @@ def response_records(s: Session, patient_ids: Sequence[int] | None = None) -> li
             Response.respondent,
             Response.items,
             Response.scores,
+            Response.submitted_at,
         )
         .join(TherapySession, Response.session_id == TherapySession.id)
         .join(Patient, Response.patient_id == Patient.id)
@@ -984,6 +987,93 @@ def first_responses_frame(s: Session, instrument_id: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(
         records, columns=None if records else ["patient_id", "session"]
     )
+
+
+# -- expected trajectories: model fits and each session's band, both write-once ----------
+BAND_FIELDS = ("expected", "sd", "lower", "upper")
+
+
+def store_expected_model(
+    s: Session,
+    score: str,
+    params: Mapping[str, Any],
+    *,
+    n_patients: int,
+    n_sessions: int,
+    fitted_at: datetime | None = None,
+) -> ExpectedModelFit:
+    """Keep a new fit of the expected-trajectory model of ``score`` (it is then in force)."""
+    row = ExpectedModelFit(
+        score=score, params=dict(params), n_patients=n_patients, n_sessions=n_sessions,
+        fitted_at=fitted_at or utcnow(),
+    )  # fmt: skip
+    s.add(row)
+    s.flush()
+    return row
+
+
+def expected_models_in_force(s: Session) -> dict[str, ExpectedModelFit]:
+    """The newest fit of each score."""
+    newest = select(ExpectedModelFit.score, func.max(ExpectedModelFit.id).label("id")).group_by(
+        ExpectedModelFit.score
+    )
+    ids = [row.id for row in s.execute(newest)]
+    rows = s.scalars(select(ExpectedModelFit).where(ExpectedModelFit.id.in_(ids))).all()
+    return {row.score: row for row in rows}
+
+
+def expected_bands_of(s: Session, patient_ids: Sequence[int]) -> pd.DataFrame:
+    """Stored bands of these patients: ``patient_id, session, score, model_id`` and
+    :data:`BAND_FIELDS`, by patient and session."""
+    query = (
+        select(
+            ExpectedBand.patient_id,
+            ExpectedBand.session,
+            ExpectedBand.score,
+            ExpectedBand.model_id,
+            *(getattr(ExpectedBand, f) for f in BAND_FIELDS),
+        )
+        .where(ExpectedBand.patient_id.in_(list(patient_ids)))
+        .order_by(ExpectedBand.patient_id, ExpectedBand.session, ExpectedBand.score)
+    )
+    columns = ["patient_id", "session", "score", "model_id", *BAND_FIELDS]
+    return pd.DataFrame(s.execute(query).all(), columns=columns)
+
+
+def add_expected_bands(s: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Store the bands of newly analysed sessions; a session that has one keeps it (a band
+    is decided once). Returns the number stored."""
+    if not rows:
+        return 0
+    keys = {(int(r["patient_id"]), int(r["session"]), str(r["score"])) for r in rows}
+    query = select(ExpectedBand.patient_id, ExpectedBand.session, ExpectedBand.score).where(
+        ExpectedBand.patient_id.in_({k[0] for k in keys})
+    )
+    have = {tuple(row) for row in s.execute(query)}
+    new = [dict(r) for r in rows if (r["patient_id"], r["session"], r["score"]) not in have]
+    if new:
+        s.execute(insert(ExpectedBand), new)
+    return len(new)
+
+
+def expected_calibration(s: Session) -> dict[str, tuple[int, int]]:
+    """Per score: (sessions with a stored band, sessions of them under its lower edge),
+    the clinic's own check of the bands' calibration."""
+    query = (
+        select(ExpectedBand.score, ExpectedBand.lower, Response.scores)
+        .join(TherapySession, TherapySession.patient_id == ExpectedBand.patient_id)
+        .where(TherapySession.number == ExpectedBand.session)
+        .join(Response, Response.session_id == TherapySession.id)
+        .where(Response.respondent == "client")
+    )
+    out: dict[str, list[int]] = {}
+    for score, lower, scores in s.execute(query):
+        if scores.get(score) is None:  # another instrument's response of that session
+            continue
+        tally = out.setdefault(score, [0, 0])
+        tally[0] += 1
+        tally[1] += int(float(scores[score]) < lower)
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def ruptures_of(s: Session, patient_ids: Sequence[int]) -> Sequence[RuptureEvent]:

@@ -315,11 +315,12 @@ def chart_spec(patient_id: PatientId, request: Request, user: User = Depends(bea
         patient = _visible(s, user, patient_id)
         table = monitoring.session_table(s, [patient.id])
         ruptures = [r.session for r in repo.ruptures_of(s, [patient.id])]
+        primary = monitoring.primary_instrument(list(table.columns))
+        expected = monitoring.expected_ranges(s, patient.id, table, primary) if primary else None
         repo.audit(s, user, "read", "chart", patient.id, patient_id=patient.id, detail="api")
-    primary = monitoring.primary_instrument(list(table.columns))
     if primary is None:
         raise HTTPException(404, "patient_id: no scores to chart yet")
-    return charts.trajectory_spec(table, primary, ruptures)
+    return charts.trajectory_spec(table, primary, ruptures, expected=expected)
 
 
 @router.post(

@@ -167,7 +167,7 @@ def create_app(
     app.state.chart_cache = {}
     # Analytics run in their own thread after commits, never while a page is read; the
     # sweep picks up patients whose refresh was lost (e.g. a crash before it ran).
-    app.state.analytics = AnalyticsWorker(db)
+    app.state.analytics = AnalyticsWorker(db, refit_every=settings.refit_every)
     app.state.writer = SubmissionWriter(db, on_commit=app.state.analytics.submit)
     app.add_middleware(SecurityMiddleware, hsts=settings.secure)
     if settings.allowed_hosts != ("*",):  # outermost: a forged Host is refused first

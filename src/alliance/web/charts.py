@@ -6,7 +6,9 @@ serves the web page, the JSON API and notebooks. It shows each score of the pati
 alliance measure by session, the patient's ratings as solid lines and the therapist's as
 dashed ones, the rupture sessions with the method that found them, the instrument's
 published cutoff where it has one (e.g. SRS 36) and, where the stored rupture alerts used
-reliable change, the band of that reliable-change threshold below the running baseline.
+reliable change, the band of that reliable-change threshold below the running baseline;
+where the clinic has an expected-trajectory model, each session's expected range as it was
+stored the day the session was analysed, and the range expected for the next session.
 
 Example
 -------
@@ -49,6 +51,8 @@ RUPTURE_COLOUR = "#b00020"
 SCORE_COLOURS = ("#222222", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9")
 WIDTH, HEIGHT = 620, 300
 FONT = 12  # smallest font size in the chart, in px at 100% zoom
+BAND_COLOURS = {"reliable": "#c9d6e3", "expected": "#f0dca8"}
+EXPECTED_GUIDE = "expected range (clinic model, 10th-90th percentile)"
 
 
 def score_range(instrument_id: str, score_id: str = "total") -> tuple[float, float]:
@@ -157,6 +161,7 @@ def trajectory_spec(
     ruptures: Sequence[int | tuple[int, str]] = (),
     *,
     rci_threshold: float | None = None,
+    expected: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """One declarative Vega-Lite spec (via Altair) of the patient's alliance trajectory.
 
@@ -164,6 +169,8 @@ def trajectory_spec(
     on the marker and in the legend). ``rci_threshold``: the reliable-change threshold of
     the stored rupture alerts (score units); when given, the chart shades the band from
     the running baseline (mean of the earlier sessions) down to that threshold below it.
+    ``expected``: the expected range by session (``session, lower, upper``; the last row
+    may be the next session, not yet held), shaded and, for the next session, drawn as a bar.
     """
     import altair as alt
 
@@ -171,6 +178,8 @@ def trajectory_spec(
     data = trajectory_long(table, instrument_id)
     lo, hi = score_range(instrument_id, "total")
     last = max(2, int(data["session"].max()) if not data.empty else 1)
+    if expected is not None and len(expected):
+        last = max(last, int(expected["session"].max()))
     x_scale = alt.Scale(domain=[1, last], nice=False, zero=False)
     y_scale = alt.Scale(domain=[lo, hi], nice=False, zero=False)
     x_axis = alt.Axis(tickMinStep=1, format="d", values=list(range(1, last + 1)))
@@ -178,24 +187,50 @@ def trajectory_spec(
     subtitle: list[str] = []
 
     total = f"{instrument_id}_total"
+    bands: list[tuple[str, pd.DataFrame]] = []
     if rci_threshold is not None and total in table.columns and rci_threshold > 0:
         band = running_baseline(table, total)
         if not band.empty:
+            band["top"] = band["baseline"]
             band["lower"] = (band["baseline"] - rci_threshold).clip(lower=lo)
             band["guide"] = f"reliable change: {rci_threshold:.2f} below earlier mean"
+            bands.append(("reliable", band))
+    if expected is not None and len(expected):
+        band = expected[["session", "lower", "upper"]].astype(float).copy()
+        band["top"] = band["upper"].clip(upper=hi)
+        band["lower"] = band["lower"].clip(lower=lo)
+        band["guide"] = EXPECTED_GUIDE
+        bands.append(("expected", band))
+    fill = alt.Fill(
+        "guide:N",
+        title="Shaded ranges",
+        scale=alt.Scale(
+            domain=[str(b["guide"].iloc[0]) for _, b in bands],
+            range=[BAND_COLOURS[kind] for kind, _ in bands],
+        ),
+        legend=alt.Legend(symbolSize=200, symbolType="square"),
+    )
+    for kind, band in bands:
+        x = alt.X("session:Q", scale=x_scale)
+        layers.append(
+            alt.Chart(band)
+            .mark_area(opacity=0.6)
+            .encode(x=x, y=alt.Y("top:Q", scale=y_scale), y2="lower:Q", fill=fill)
+        )
+        if kind == "expected":  # the next session's range, drawn even without earlier ones
+            upcoming = band[band["session"] > (data["session"].max() if len(data) else 0)]
             layers.append(
-                alt.Chart(band)
-                .mark_area(opacity=0.6)
+                alt.Chart(upcoming)
+                .mark_rule(strokeWidth=8, color=BAND_COLOURS["expected"])
                 .encode(
-                    x=alt.X("session:Q", scale=x_scale),
-                    y=alt.Y("baseline:Q", scale=y_scale),
+                    x=x,
+                    y=alt.Y("top:Q", scale=y_scale),
                     y2="lower:Q",
-                    fill=alt.Fill(
-                        "guide:N",
-                        title="Reliable-change band",
-                        scale=alt.Scale(range=["#c9d6e3"]),
-                        legend=alt.Legend(symbolSize=200, symbolType="square"),
-                    ),
+                    tooltip=[
+                        alt.Tooltip("session:Q", title="Expected at session"),
+                        alt.Tooltip("lower:Q", format=".2f", title="from"),
+                        alt.Tooltip("top:Q", format=".2f", title="to"),
+                    ],
                 )
             )
 

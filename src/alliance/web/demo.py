@@ -6,7 +6,10 @@ scores from the scoring core. Then the analytics run once for every patient, as 
 runs them after each submission (:func:`alliance.web.monitoring.refresh_patients`): the
 clinic's norms are frozen from the seeded first sessions, and every session is judged
 prospectively, so the episodes and statuses are those the clinic would have reached had
-the answers come in one session at a time.
+the answers come in one session at a time. Answers are dated on their session's day; the
+expected-trajectory model is fitted as of the middle date of the sessions on the answers
+given by then, as the clinic's worker would have done, so the later half of the sessions
+carries expected ranges and ``below_expected`` episodes (the worker refits it at start-up).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -200,6 +203,7 @@ def fill_demo(
             answered = answers.notna().any(axis=1)
             for i in np.flatnonzero(answered.to_numpy()):
                 pid = patient_ids[sessions["patient_id"].iloc[i]]
+                answered_on = datetime.combine(dates[i], time(12), tzinfo=UTC)
                 responses.append(
                     {
                         "session_id": ids[(pid, int(sessions["session"].iloc[i]))],
@@ -211,6 +215,7 @@ def fill_demo(
                         "items": _jsonable(answers.iloc[i].to_dict()),
                         "scores": _jsonable(scores.iloc[i].to_dict()),
                         "source": "demo" if respondent == "client" else "therapist",
+                        "submitted_at": answered_on,
                     }
                 )
         if responses:
@@ -220,6 +225,8 @@ def fill_demo(
             s, None, "create", "demo-data", actor="demo", detail=f"{len(responses)} responses"
         )
     if analytics:
+        middle = sorted(dates)[len(dates) // 2]
+        monitoring.refit_expected(db, now=datetime.combine(middle, time(0), tzinfo=UTC))
         monitoring.refresh_patients(db)
     _ = date, User
     return logins

@@ -15,6 +15,13 @@ or estimated from the clinic's first sessions once enough patients have one,
 :func:`alliance.dynamics.reliable_change.clinic_norms`) are stored in ``clinic_norms`` and
 used for every later decision, so a patient's episodes never move because other patients
 came later, and monitoring one patient alone gives that patient's part of the whole clinic.
+
+Expected trajectories work the same way. The worker refits the clinic's growth model of
+each alliance total on a schedule (:func:`refit_expected`; every
+``ALLIANCE_EXPECTED_REFIT_HOURS``, never on a page view), keeping every fit. When a
+session is first analysed its expected range is computed from the fit then in force and
+the patient's earlier sessions, and stored once (``expected_bands``): the ``below_expected``
+episodes and the chart use those stored ranges, so a refit moves no earlier decision.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -45,6 +53,7 @@ META_COLUMNS = ("patient_id", "research_id", "therapist_id", "session", "date")
 NORM_SCORE = "total"  # reliable change rests on the instrument's total
 REFRESH_CHUNK = 200  # patients per monitor call of the worker
 STORE_CHUNK = 20  # patients per transaction when storing (short write locks)
+REFIT_CHECK = 600.0  # seconds between the worker's checks whether a refit is due
 
 
 def rating_prefix(instrument_id: str, respondent: str) -> str:
@@ -202,6 +211,99 @@ def frozen_norms(
     return norms
 
 
+def refit_expected(
+    db: Database, every: float = 24 * 3600.0, now: datetime | None = None
+) -> list[str]:
+    """Refit the expected-trajectory model of each alliance total whose fit in force is
+    older than ``every`` seconds at ``now`` (or that has none) on the answers submitted by
+    then, and store the new fits as of ``now``; returns the scores refitted. A score
+    whose data cannot yet carry a model
+    (:func:`alliance.research.multilevel.expected.fit_clinic_expected`) is skipped; a
+    failure is logged by its exception type only."""
+    from alliance.research.multilevel.expected import fit_clinic_expected
+
+    moment = now or datetime.now(UTC)
+    with db.read() as s:
+        fits = repo.expected_models_in_force(s)
+    due = [
+        f"{i}_total"
+        for i in alliance_measures()
+        if f"{i}_total" not in fits
+        or (moment - repo.aware(fits[f"{i}_total"].fitted_at)).total_seconds() >= every
+    ]
+    if not due:
+        return []
+    with db.read() as s:  # the data available at ``moment`` (a replay may fit in the past)
+        records = [r for r in repo.response_records(s) if repo.aware(r.submitted_at) <= moment]
+    table = wide_table(records)
+    done = []
+    for score in (c for c in due if c in table.columns):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = fit_clinic_expected(table, score)
+            if model is None:
+                continue
+            rows = table.loc[table[score].notna()]
+            with db.write() as s:
+                repo.store_expected_model(
+                    s, score, model.to_dict(), n_patients=model.n_patients,
+                    n_sessions=len(rows), fitted_at=moment,
+                )  # fmt: skip
+            done.append(score)
+        except Exception as exc:  # a failed fit keeps the one in force
+            log.warning("expected-trajectory fit failed (%s)", type(exc).__name__)
+    return done
+
+
+def _new_bands(
+    table: pd.DataFrame, fits: dict[str, Any], stored: pd.DataFrame, records: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Bands of the scored sessions that have none yet, from the fits in force: only of
+    sessions answered after the fit (one answered before it was judged without a model
+    that day, and is not judged again by a later one)."""
+    from alliance.research.multilevel.expected import ExpectedModel, expected_band
+
+    have = set(zip(stored["patient_id"], stored["session"], stored["score"], strict=True))
+    answered = {
+        (r.patient_id, r.session, f"{r.instrument_id}_total"): repo.aware(r.submitted_at)
+        for r in records
+        if r.respondent == "client"
+    }
+    rows: list[dict[str, Any]] = []
+    for score, fit in fits.items():
+        if score not in table.columns:
+            continue
+        model = ExpectedModel.from_dict(fit.params)
+        band = expected_band(model, table.rename(columns={
+            "patient_id": model.patient, "session": model.session, score: model.score,
+        }))  # fmt: skip
+        for r in band.itertuples(index=False):
+            key = (int(getattr(r, model.patient)), int(getattr(r, model.session)), score)
+            on = answered.get(key)
+            if key in have or on is None or on < repo.aware(fit.fitted_at):
+                continue
+            rows.append({
+                "patient_id": key[0], "session": key[1], "score": score, "model_id": fit.id,
+                **{f: float(getattr(r, f)) for f in repo.BAND_FIELDS},
+            })  # fmt: skip
+    return rows
+
+
+def with_expected(table: pd.DataFrame, bands: pd.DataFrame) -> pd.DataFrame:
+    """The session table with each score's stored lower edge as ``<score>_expected_lower``
+    (the column the dynamics judge ``below_expected`` by)."""
+    from alliance.dynamics.monitor import EXPECTED_LOWER
+
+    out = table
+    for score, rows in bands.groupby("score") if len(bands) else ():
+        edge = rows[["patient_id", "session", "lower"]].rename(
+            columns={"lower": f"{score}{EXPECTED_LOWER}"}
+        )
+        out = out.merge(edge, on=["patient_id", "session"], how="left")
+    return out
+
+
 def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> int:
     """Recompute and store the analytics of these patients (all stale ones for None);
     returns the number of new alert episodes.
@@ -227,6 +329,8 @@ def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> 
                 return 0
             records = repo.response_records(s, stale)
             stored = list(repo.stored_norms(s))
+            fits = repo.expected_models_in_force(s)
+            kept_bands = repo.expected_bands_of(s, stale)
         counts: dict[int, int] = {}
         for r in records:  # read with the table: exactly the answers it holds
             counts[r.patient_id] = counts.get(r.patient_id, 0) + 1
@@ -234,9 +338,11 @@ def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> 
         present = [i for i in alliance_measures() if f"{i}_total" in table.columns]
         norms = frozen_norms(db, present, stored)
         settings = AlertSettings(allow_unverified=allow_unverified())
+        new_bands = _new_bands(table, fits, kept_bands, records)
+        bands = pd.concat([kept_bands, pd.DataFrame(new_bands, columns=kept_bands.columns)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = monitor(table, norms=norms, settings=settings)
+            result = monitor(with_expected(table, bands), norms=norms, settings=settings)
         rows = store_rows(result)
     except Exception as exc:  # analytics failure must not take the clinic down
         log.warning("analytics failed (%s); patients stay marked stale", type(exc).__name__)
@@ -251,6 +357,7 @@ def refresh_patients(db: Database, patient_ids: Iterable[int] | None = None) -> 
                 fresh = [p for p in chunk if p in now and now[p] == counts.get(p, 0)]
                 episodes = [e for p in fresh if p in rows for e in rows[p].episodes]
                 ruptures = [r for p in fresh if p in rows for r in rows[p].ruptures]
+                repo.add_expected_bands(s, [b for b in new_bands if b["patient_id"] in fresh])
                 added += repo.replace_analytics(s, fresh, episodes, ruptures)
         except Exception as exc:  # e.g. a database error: these patients stay stale
             log.warning("storing analytics failed (%s); patients stay stale", type(exc).__name__)
@@ -269,6 +376,9 @@ class AnalyticsWorker:
     every ``sweep_every`` seconds while idle), so a refresh lost to a crash or a failure is
     retried; several processes may sweep the same patients (the result is the same).
     :meth:`drain` waits until nothing is pending, without the delays (tests, benchmarks).
+    After each batch and each sweep the thread refits the expected-trajectory models that
+    are older than ``refit_every`` seconds (:func:`refit_expected`; None: never), looking
+    at most every ``refit_check`` seconds.
     """
 
     def __init__(
@@ -279,11 +389,16 @@ class AnalyticsWorker:
         delay: float = 0.5,
         quiet: float = 0.1,
         max_delay: float = 5.0,
+        refit_every: float | None = 24 * 3600.0,
+        refit: Callable[[Database, float], list[str]] = refit_expected,
+        refit_check: float = REFIT_CHECK,
     ) -> None:
         self.db = db
         self.sweep_every = sweep_every
         self.refresh = refresh
         self.delay, self.quiet, self.max_delay = delay, quiet, max_delay
+        self.refit_every, self.refit, self.refit_check = refit_every, refit, refit_check
+        self._next_refit_check = 0.0  # monotonic; the database says whether a fit is due
         self._pending: set[int] = set()
         self._sweep = False
         self._busy = False
@@ -374,12 +489,21 @@ class AnalyticsWorker:
                         ids = sorted(set(ids) | set(repo.stale_patient_ids(s)))
                 for k in range(0, len(ids), REFRESH_CHUNK):
                     self.refresh(self.db, ids[k : k + REFRESH_CHUNK])
+                self._maybe_refit()
             except Exception as exc:  # never let the thread die; patients stay stale
                 log.warning("analytics refresh failed (%s)", type(exc).__name__)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _maybe_refit(self) -> None:
+        """Refit due models, checking at most every ``refit_check`` seconds (a clinic
+        whose data cannot yet carry a model is read whole at each check)."""
+        if self.refit_every is None or time.monotonic() < self._next_refit_check:
+            return
+        self._next_refit_check = time.monotonic() + min(self.refit_check, self.refit_every)
+        self.refit(self.db, self.refit_every)
 
 
 # -- caseload ------------------------------------------------------------------------------
@@ -409,6 +533,36 @@ def caseload_summary(s: Session, patients: Sequence[Patient]) -> list[dict[str, 
             }
         )
     return rows
+
+
+# -- expected ranges on the page -----------------------------------------------------------
+def expected_ranges(
+    s: Session, patient_id: int, table: pd.DataFrame, instrument_id: str
+) -> pd.DataFrame:
+    """The expected range of the patient's total by session: each stored band, and the
+    next session's from the fit in force (the newest session held if it awaits its rating,
+    else the one after; a prediction from the stored model, nothing is fitted here).
+    Columns ``session, expected, lower, upper, next``; empty without a fit."""
+    from alliance.research.multilevel.expected import ExpectedModel, expected_next
+
+    score = f"{instrument_id}_total"
+    columns = ["session", "expected", "lower", "upper", "next"]
+    stored = repo.expected_bands_of(s, [patient_id])
+    stored = stored.loc[stored["score"] == score, columns[:-1]].assign(next=False)
+    fit = repo.expected_models_in_force(s).get(score)
+    if fit is None or score not in table.columns or table[score].isna().all():
+        return stored.reset_index(drop=True)
+    model = ExpectedModel.from_dict(fit.params)
+    own = table[["patient_id", "session", score]].rename(
+        columns={"patient_id": model.patient, "session": model.session, score: model.score}
+    )
+    scored = int(table.loc[table[score].notna(), "session"].max())
+    held = max((x.number for x in repo.sessions_of(s, patient_id)), default=scored)
+    following = held if held > scored else scored + 1  # a held session awaiting its rating
+    upcoming = expected_next(model, own, at={patient_id: following})
+    upcoming = upcoming.rename(columns={model.session: "session"})
+    upcoming = upcoming[columns[:-1]].assign(next=True)
+    return pd.concat([stored, upcoming], ignore_index=True)[columns]
 
 
 # -- trajectories ------------------------------------------------------------------------

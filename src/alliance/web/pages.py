@@ -141,6 +141,7 @@ KIND_LABELS = {
     "low_early_alliance": "Low early alliance",
     "rating_discrepancy": "Patient and therapist ratings differ",
     "ceiling_break": "Drop from the top of the scale",
+    "below_expected": "Below the expected range",
     "reliable_drop": "Reliable drops",
     "unrepaired_rupture": "Ruptures not repaired",
 }
@@ -373,6 +374,17 @@ def rci_threshold(s: Session, alerts: list[Alert], instrument_id: str | None) ->
     return None
 
 
+def _next_range(
+    s: Session, patient_id: int, table: pd.DataFrame, primary: str | None
+) -> dict[str, Any] | None:
+    """The next session's expected range for the page's sentence, if the clinic has one."""
+    if primary is None:
+        return None
+    ranges = monitoring.expected_ranges(s, patient_id, table, primary)
+    upcoming = ranges[ranges["next"]]
+    return None if upcoming.empty else {str(k): v for k, v in upcoming.iloc[0].items()}
+
+
 def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
     """Everything the patient page shows: the status first, then the open alert episodes
     grouped by kind, the closed and resolved ones folded, then the trajectory."""
@@ -407,6 +419,7 @@ def patient_view(s: Session, patient: Patient) -> dict[str, Any]:
         "therapist_rated": bool(primary) and f"{primary}_therapist_total" in table.columns,
         "cutoff": cutoff,
         "band": rci_threshold(s, alerts, primary) if primary else None,
+        "expected_next": _next_range(s, patient.id, table, primary),
         "ruptures": ruptures,
         "method_labels": charts.METHOD_LABELS,
         "alerts": alerts,
@@ -441,16 +454,20 @@ def patient_chart(patient_id: RowId, ctx: Ctx = Depends(get_ctx)) -> Response:
         ruptures = [(r.session, r.kind) for r in repo.ruptures_of(s, [patient.id])]
         primary = monitoring.primary_instrument(list(table.columns))
         band = rci_threshold(s, list(repo.alerts_of(s, [patient.id])), primary)
+        expected = monitoring.expected_ranges(s, patient.id, table, primary) if primary else None
         repo.audit(s, user, "read", "chart", patient.id, patient_id=patient.id)
     if primary is None:
         raise HTTPException(status_code=404, detail="No scores to chart yet.")
     table_hash = int(pd.util.hash_pandas_object(table).sum())
-    key = (patient.id, tuple(ruptures), band, table_hash)
+    ranges_hash = int(pd.util.hash_pandas_object(expected).sum()) if expected is not None else 0
+    key = (patient.id, tuple(ruptures), band, table_hash, ranges_hash)
     cache: dict[Any, str] = ctx.request.app.state.chart_cache
     if key not in cache:
         if len(cache) > 256:
             cache.clear()
-        spec = charts.trajectory_spec(table, primary, ruptures, rci_threshold=band)
+        spec = charts.trajectory_spec(
+            table, primary, ruptures, rci_threshold=band, expected=expected
+        )
         cache[key] = charts.spec_to_svg(spec)
     headers = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
     return Response(cache[key], media_type="image/svg+xml", headers=headers)

@@ -105,14 +105,36 @@ def _team_estimates(
     return out
 
 
+def expected_summary(s: Session) -> list[dict[str, Any]]:
+    """Per score with an expected-trajectory model: the fit in force (when, on how many
+    patients and sessions) and the clinic's own calibration check, the share of sessions
+    judged by a stored band that fell under its 10% edge (about 10% when calibrated)."""
+    calibration = repo.expected_calibration(s)
+    out = []
+    for score, fit in sorted(repo.expected_models_in_force(s).items()):
+        judged, under = calibration.get(score, (0, 0))
+        out.append({
+            "score": score, "fitted_at": repo.aware(fit.fitted_at).strftime("%Y-%m-%d %H:%M UTC"),
+            "patients": fit.n_patients, "sessions": fit.n_sessions, "judged": judged,
+            "under": under, "share": under / judged if judged else None,
+        })  # fmt: skip
+    return out
+
+
 @router.get("/supervision", response_class=HTMLResponse)
 def supervision(ctx: Ctx = Depends(get_ctx)) -> Response:
     """Per-therapist alliance summary and rupture/repair rates for the supervisor's team."""
     user = ctx.require("supervisor", "admin")
     with ctx.db.audited() as s:
         rows = team_summary(s, user)
+        expected = expected_summary(s)
         repo.audit(s, user, "read", "team-summary", detail=f"{len(rows)} therapists")
-    return ctx.render("supervision.html", rows=rows, fmt=monitoring.fmt)
+    from alliance.research.multilevel.expected import MIN_PATIENTS, MIN_SESSIONS
+
+    return ctx.render(
+        "supervision.html", rows=rows, expected=expected, fmt=monitoring.fmt,
+        min_patients=MIN_PATIENTS, min_sessions=MIN_SESSIONS,
+    )  # fmt: skip
 
 
 # -- de-identified export ----------------------------------------------------------------

@@ -9,6 +9,8 @@ cookies are ``Secure`` and HSTS is sent whenever the public URL is https.
   port, no path). Unset: links use the request's URL, as the local demo needs.
 - ``ALLIANCE_ALLOWED_HOSTS``: comma-separated host names; default the public URL's host
   (with ``localhost`` and ``127.0.0.1`` for health checks), or any host when neither is set.
+- ``ALLIANCE_EXPECTED_REFIT_HOURS``: how often the analytics worker refits the clinic's
+  expected-trajectory model (default 24; a positive number of hours).
 """
 
 from __future__ import annotations
@@ -35,17 +37,20 @@ class Settings:
 
     public_url: str | None = None
     allowed_hosts: tuple[str, ...] = ("*",)
+    refit_hours: float = 24.0
 
     @classmethod
     def from_env(cls) -> Settings:
-        """The settings in ``ALLIANCE_PUBLIC_URL`` and ``ALLIANCE_ALLOWED_HOSTS``."""
+        """The settings in the environment variables of the module docstring."""
         return cls.parse(
-            os.environ.get("ALLIANCE_PUBLIC_URL", ""), os.environ.get("ALLIANCE_ALLOWED_HOSTS", "")
+            os.environ.get("ALLIANCE_PUBLIC_URL", ""),
+            os.environ.get("ALLIANCE_ALLOWED_HOSTS", ""),
+            os.environ.get("ALLIANCE_EXPECTED_REFIT_HOURS", ""),
         )
 
     @classmethod
-    def parse(cls, public_url: str, allowed_hosts: str) -> Settings:
-        """Validate the two settings as given (empty: unset)."""
+    def parse(cls, public_url: str, allowed_hosts: str, refit_hours: str = "") -> Settings:
+        """Validate the settings as given (empty: unset)."""
         url = public_url.strip().rstrip("/") or None
         if url is not None:
             parts = urlsplit(url)
@@ -64,7 +69,7 @@ class Settings:
             hosts = (
                 ("*",) if url is None else (str(urlsplit(url).hostname), "localhost", "127.0.0.1")
             )
-        return cls(url, hosts)
+        return cls(url, hosts, _positive_hours(refit_hours))
 
     @property
     def secure(self) -> bool:
@@ -77,6 +82,25 @@ class Settings:
         base = self.public_url or (str(request.base_url).rstrip("/") if request else "")
         return f"{base}/f/{token}"
 
+    @property
+    def refit_every(self) -> float:
+        """Seconds between refits of the expected-trajectory model."""
+        return self.refit_hours * 3600.0
+
     def cookie_secure(self, request: Request) -> bool:
         """Whether cookies get ``Secure``: always behind an https public URL."""
         return self.secure or request.url.scheme == "https"
+
+
+def _positive_hours(text: str) -> float:
+    if not text.strip():
+        return 24.0
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = float("nan")
+    if not (hours > 0 and hours < float("inf")):
+        raise SettingsError(
+            f"ALLIANCE_EXPECTED_REFIT_HOURS: {text!r} must be a positive number of hours"
+        )
+    return hours
