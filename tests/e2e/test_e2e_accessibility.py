@@ -60,10 +60,13 @@ def test_clinic_pages_pass_axe(server: Server, axe_context: Any) -> None:
     assert violations(form) == [], "patient form"
     for n in range(1, 13):
         form.locator(f'input[name="wai_sr_{n}"][value="2"]').check()
-    form.locator('input[name="psq_1"][value="1"]').check()
+    form.locator('input[name="psq_1"][value="1"]').check()  # a rupture: its two follow-ups
+    form.locator('input[name="psq_2"][value="4"]').check()
+    form.locator('input[name="psq_3"][value="2"]').check()
     form.get_by_role("button", name="Send my answers").click()
-    # Closing the page while the form post is in flight can hang Chromium's close; the
-    # answers are acknowledged once the thank-you page is shown.
+    # The answers are stored once the thank-you page shows (before, this test closed the
+    # page at once: a close during the post hung Chromium, and the answers, which lacked
+    # the rupture's follow-ups, were never stored, so the pages below had no scores).
     form.get_by_role("heading", name="Thank you").wait_for(timeout=30_000)
     form.close()
     for url in ("/caseload", f"/patients/{server.patient_id}"):
@@ -77,4 +80,7 @@ def test_clinic_pages_pass_axe(server: Server, axe_context: Any) -> None:
         for details in page.locator("details").all():  # check the folded parts too
             details.evaluate("d => d.open = true")
         assert violations(page) == [], url
+    # the patient page checked carried what it is meant to: the scores and the chart
+    assert page.locator("#scores tbody tr").count() >= 1
+    assert page.locator("img.chart").count() == 1
     page.close()

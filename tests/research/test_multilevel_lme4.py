@@ -73,8 +73,11 @@ def test_variance_components_match_lme4(key: str) -> None:
     vc = fit.varcorr
     assert list(vc["group"]) == list(ref["varcorr"]["grp"])
     expected = np.array(ref["varcorr"]["vcov"], dtype=float)
-    # the small therapist and batch variances sit on flat ground: lme4 stops 1.5e-6 away
-    rtol = 1e-4 if key in FLAT else 1e-5
+    # The small therapist and batch variances sit on flat ground, where the log-likelihood
+    # (equal to lme4's to 1e-9 above, and never lower) hardly changes along them: both
+    # optimisers stop somewhere on that ridge (sessions_slope's 0.004 therapist-slope
+    # variance differs from lme4's by 1.3e-4 relative). Elsewhere they agree to 1e-5.
+    rtol = 5e-4 if key in FLAT else 1e-5
     np.testing.assert_allclose(vc["vcov"], expected, rtol=rtol, atol=1e-9)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=rtol)
 
