@@ -20,7 +20,11 @@ MODULES = sorted(
     if ".migrations" not in info.name
 )
 CORE = ("alliance.instruments", "alliance.scoring", "alliance.dynamics", "alliance.simulate")
-CORE += ("alliance.research.meta", "alliance.research.multilevel")
+CORE += (
+    "alliance.research.meta",
+    "alliance.research.multilevel",
+    "alliance.research.psychometrics",
+)
 WITHOUT_EXAMPLES = {"alliance.simulate.defaults"}  # constants with their sources only
 
 

@@ -8,6 +8,7 @@ from alliance.cli import dynamics as _dynamics
 from alliance.cli import instruments as _instruments
 from alliance.cli import meta as _meta
 from alliance.cli import model as _model
+from alliance.cli import psychometrics as _psychometrics
 from alliance.cli import score as _score
 from alliance.cli import simulate as _simulate
 from alliance.cli import web as _web
@@ -60,6 +61,7 @@ app.command("meta", no_args_is_help=True)(_meta.meta_command)
 app.command("model", no_args_is_help=True)(_model.model_command)
 app.command("therapists", no_args_is_help=True)(_model.therapists_command)
 app.command("power")(_model.power_command)
+app.command("psychometrics", no_args_is_help=True)(_psychometrics.psychometrics_command)
 # The clinic
 app.command("demo")(_web.demo_command)
 app.command("serve")(_web.serve_command)

@@ -1,4 +1,5 @@
-"""Supervisor summaries and the researcher's de-identified export (pages; the API reuses)."""
+"""Supervisor summaries, the researcher's de-identified export and psychometric report
+(pages; the API reuses)."""
 
 from __future__ import annotations
 
@@ -200,6 +201,69 @@ def export_file(fmt: str, ctx: Ctx = Depends(get_ctx)) -> Response:
     """Download the de-identified item-level data and scores."""
     user = ctx.require("researcher", "admin")
     return export_response(ctx.db, user, ctx.signer.secret_key, fmt)
+
+
+# -- psychometrics of the clinic's own answers ----------------------------------------------
+MIN_REPORT_ROWS = 30  # complete administrations before the factor models are worth fitting
+
+
+def psychometrics_rows(long: pd.DataFrame, instrument_id: str) -> pd.DataFrame:
+    """The de-identified client answers to one instrument, one row per administration."""
+    if long.empty or "instrument_id" not in long.columns:
+        return pd.DataFrame()
+    mine = long[(long["instrument_id"] == instrument_id) & (long["respondent"] == "client")]
+    return mine.dropna(axis=1, how="all").reset_index(drop=True)
+
+
+def _psychometrics(db: Any, user: User, secret_key: str, instrument_id: str) -> dict[str, Any]:
+    """The report of the clinic's answers to ``instrument_id`` (audited; de-identified)."""
+    from alliance.instruments import alliance_measures, get_instrument
+    from alliance.research.psychometrics import PsychometricsError
+    from alliance.research.psychometrics.report import psychometrics_report
+
+    if instrument_id not in alliance_measures():
+        raise HTTPException(422, f"instrument: must be one of {', '.join(alliance_measures())}")
+    inst = get_instrument(instrument_id)
+    with db.audited() as s:
+        long = repo.responses_frame(s)
+        rows = psychometrics_rows(deidentify(long, secret_key), instrument_id)
+        shown = sorted({int(p) for p in long["patient_id"].unique()}) if not long.empty else []
+        repo.audit(s, user, "read", "psychometrics", instrument_id,
+                   detail=f"{len(rows)} administrations", patients=shown)  # fmt: skip
+    view: dict[str, Any] = {"instrument": inst, "rows": len(rows), "report": None, "error": ""}
+    if len(rows) < MIN_REPORT_ROWS:
+        return view
+    try:
+        view["report"] = psychometrics_report(rows, inst, session="session")
+    except PsychometricsError as exc:
+        view["error"] = str(exc)
+    return view
+
+
+@router.get("/research/psychometrics", response_class=HTMLResponse)
+def psychometrics_page(instrument: str = "wai_sr", ctx: Ctx = Depends(get_ctx)) -> Response:
+    """Reliability, items and factor structure of the clinic's de-identified answers."""
+    from alliance.instruments import alliance_measures
+
+    user = ctx.require("researcher", "admin")
+    view = _psychometrics(ctx.db, user, ctx.signer.secret_key, instrument)
+    return ctx.render("psychometrics.html", measures=alliance_measures(),
+                      min_rows=MIN_REPORT_ROWS, **view)  # fmt: skip
+
+
+@router.get("/research/psychometrics/report.html")
+def psychometrics_download(instrument: str = "wai_sr", ctx: Ctx = Depends(get_ctx)) -> Response:
+    """The same report as one HTML file with its charts."""
+    from alliance.research.psychometrics.plots import report_html
+
+    user = ctx.require("researcher", "admin")
+    view = _psychometrics(ctx.db, user, ctx.signer.secret_key, instrument)
+    if view["report"] is None:
+        raise HTTPException(409, f"instrument: {view['error'] or 'too few complete answers'}")
+    inst = view["instrument"]
+    page = report_html(view["report"], f"{inst.short_name}: the clinic's answers", inst.scale.max)
+    headers = {"Content-Disposition": f'attachment; filename="psychometrics-{inst.id}.html"'}
+    return Response(page, media_type="text/html", headers=headers)
 
 
 def columns_of(frame: pd.DataFrame) -> Sequence[str]:
