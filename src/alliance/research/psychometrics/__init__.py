@@ -5,7 +5,8 @@ rest of :mod:`alliance.research`: Cronbach's alpha with Feldt or bootstrap inter
 item-total statistics, split-half reliability and Guttman's lambda-6, the six Shrout-Fleiss
 ICCs (:mod:`.reliability`); floor/ceiling effects and straight-lining (:mod:`.items`);
 maximum-likelihood CFA as lavaan defines it, with omegas and measurement invariance
-(:mod:`.cfa`); and the report that gathers them for an instrument (:mod:`.report`).
+(:mod:`.cfa`); structural models and the random-intercept cross-lagged panel model
+(:mod:`.sem`); and the report that gathers them for an instrument (:mod:`.report`).
 
 >>> import pandas as pd
 >>> from alliance.research.psychometrics import cronbach_alpha
@@ -45,6 +46,7 @@ from alliance.research.psychometrics.report import (
     instrument_scales,
     psychometrics_report,
 )
+from alliance.research.psychometrics.sem import SEMError, SEMResult, clpm, riclpm, sem
 
 __all__ = [
     "AlphaResult",
@@ -53,10 +55,13 @@ __all__ = [
     "HeywoodWarning",
     "PsychometricsError",
     "PsychometricsReport",
+    "SEMError",
+    "SEMResult",
     "SplitHalfResult",
     "alpha_if_deleted",
     "bifactor_omega",
     "cfa",
+    "clpm",
     "cronbach_alpha",
     "factor_omegas",
     "floor_ceiling",
@@ -67,6 +72,8 @@ __all__ = [
     "measurement_invariance",
     "one_factor",
     "psychometrics_report",
+    "riclpm",
+    "sem",
     "split_half",
     "straight_lining",
     "straight_lining_share",
