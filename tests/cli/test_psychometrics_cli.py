@@ -65,6 +65,21 @@ def test_mapped_columns_are_renamed(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["n"] == 600
 
 
+def test_a_users_own_model(answers: Path) -> None:
+    spec = "bond=wai_sr_3,wai_sr_5,wai_sr_7,wai_sr_9;rest=" + ",".join(
+        f"wai_sr_{n}" for n in (1, 2, 4, 6, 8, 10, 11, 12)
+    )
+    done = run("psychometrics", answers, "-i", "wai_sr", "--model", spec, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert list(out["scales"]) == ["bond", "rest"]
+    models = {r["model"]: r for r in out["models"]}
+    assert models["2 correlated factors"]["df"] == 53  # 78 moments - 25 parameters
+    for bad in ("bond", "bond=;x=a", "bond=a;bond=b"):
+        failed = run("psychometrics", answers, "--model", bad)
+        assert failed.returncode == 2 and "--model" in failed.stderr
+
+
 @pytest.mark.parametrize(
     ("change", "args", "message"),
     [

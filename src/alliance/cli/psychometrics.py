@@ -28,7 +28,29 @@ EXAMPLES = """
   alliance psychometrics answers.sav -i wai_sr --group site --html report.html
   alliance psychometrics answers.csv --session session --format json
   alliance psychometrics items.csv -i wai_sr --map goal1=wai_sr_4,goal2=wai_sr_6,...
+  alliance psychometrics answers.csv -i wai_sr \
+      --model "bond=wai_sr_3,wai_sr_5,wai_sr_7,wai_sr_9;work=wai_sr_1,wai_sr_2,wai_sr_4"
 """
+
+
+def parse_model(spec: str) -> dict[str, list[str]]:
+    """``--model "f1=a,b,c;f2=d,e"`` as a factor -> items spec (exit 2 when malformed).
+
+    >>> parse_model("bond=i3,i5; work=i1,i2")
+    {'bond': ['i3', 'i5'], 'work': ['i1', 'i2']}
+    """
+    model: dict[str, list[str]] = {}
+    for part in (p.strip() for p in spec.split(";") if p.strip()):
+        name, sep, items = part.partition("=")
+        columns = [c.strip() for c in items.split(",") if c.strip()]
+        if not sep or not name.strip() or not columns:
+            fail(f"--model: {part!r} must be FACTOR=ITEM,ITEM,... (factors separated by ;)")
+        if name.strip() in model:
+            fail(f"--model: factor {name.strip()!r} is named twice")
+        model[name.strip()] = columns
+    if not model:
+        fail("--model: give at least one FACTOR=ITEM,ITEM,...")
+    return model
 
 
 def psychometrics_command(
@@ -46,6 +68,10 @@ def psychometrics_command(
         str | None,
         typer.Option("--map", help="Rename columns: OLD=NEW,... or a two-column CSV/JSON file."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Your own factor model: FACTOR=ITEM,ITEM;FACTOR=..."),
+    ] = None,
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Also write the report with its charts.")
     ] = None,
@@ -60,6 +86,7 @@ def psychometrics_command(
     from alliance.scoring import compile_key, infer_instrument
 
     require_text_or_json(fmt)
+    scales = parse_model(model) if model else None
     mapping = parse_column_map(column_map)
     table = read_input(file)
     if mapping:
@@ -70,7 +97,7 @@ def psychometrics_command(
         )
         inst = get_instrument(chosen)
     try:
-        report = psychometrics_report(table, inst, group=group, session=session)
+        report = psychometrics_report(table, inst, scales=scales, group=group, session=session)
     except PsychometricsError as exc:
         fail(f"{file}: {exc}")
     if html_path is not None:

@@ -135,8 +135,10 @@ def psychometrics_report(
     session: str | None = None,
 ) -> PsychometricsReport:
     """The report of ``data``'s items: by ``instrument`` (its subscales, scale bounds and
-    reverse keys) or by explicit ``scales`` (factor -> item columns) with ``low``/``high``
-    answer bounds; ``group`` adds measurement invariance, ``session`` per-session shares."""
+    reverse keys), or by explicit ``scales`` (factor -> item columns; with an instrument,
+    its items in another model, e.g. a user's) with ``low``/``high`` answer bounds where
+    there is no instrument; ``group`` adds measurement invariance, ``session`` per-session
+    shares."""
     inst = get_instrument(instrument) if isinstance(instrument, str) else instrument
     if inst is None and scales is None:
         raise PsychometricsError("give an instrument or scales (factor -> item columns)")
@@ -147,7 +149,7 @@ def psychometrics_report(
         raise PsychometricsError(f"item column(s) not in the data: {', '.join(missing)}")
     notes: list[str] = []
     table = _recoded(data, inst, every, notes)
-    bounds: dict[str, Any] = {"instrument": inst.id} if inst is not None and not scales else {}
+    bounds: dict[str, Any] = {"instrument": inst.id} if inst is not None else {}
     if not bounds:
         if low is None or high is None:
             raise PsychometricsError("low, high: give the answer bounds (or an instrument)")
