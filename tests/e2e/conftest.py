@@ -19,6 +19,7 @@ def _seed(url: str) -> int:
     app = create_app(url, secret_key=SECRET)
     with app.state.db.write() as s:
         therapist = repo.create_user(s, "ther", hash_password(PASSWORD), "therapist", "Dr Ther")
+        repo.create_user(s, "res", hash_password(PASSWORD), "researcher", "Researcher")
         schedule = [
             repo.ScheduleSpec("wai_sr", "client", "client"),
             repo.ScheduleSpec("psq", "patient", "client"),

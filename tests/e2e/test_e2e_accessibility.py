@@ -1,6 +1,6 @@
 """Accessibility of the clinic pages, checked by axe-core (WCAG 2 A and AA rules) in
 Debian's Chromium: the login page, the caseload, a patient page with alert episodes and
-the chart, and the patient's form.
+the chart, the patient's form, and the researcher's export and psychometrics pages.
 
 axe-core is a pinned npm package (package.json; ``make test`` installs it). The check
 injects it into the page, so the browser context bypasses the pages' Content Security
@@ -83,4 +83,18 @@ def test_clinic_pages_pass_axe(server: Server, axe_context: Any) -> None:
     # the patient page checked carried what it is meant to: the scores and the chart
     assert page.locator("#scores tbody tr").count() >= 1
     assert page.locator("img.chart").count() == 1
+    page.close()
+
+
+def test_research_pages_pass_axe(server: Server, axe_context: Any) -> None:
+    page = axe_context.new_page()
+    page.goto(server.url + "/login")
+    page.get_by_label("Username").fill("res")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/export")
+    for url in ("/export", "/research/psychometrics"):
+        page.goto(server.url + url)
+        assert page.get_by_role("heading", level=1).count() == 1
+        assert violations(page) == [], url
     page.close()
