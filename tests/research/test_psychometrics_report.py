@@ -135,3 +135,13 @@ def test_bad_input_names_the_cause() -> None:
         psychometrics_report(data, "wai_sr", group="site")
     with pytest.raises(PsychometricsError, match="low, high"):
         psychometrics_report(data, scales={"all": list(data.columns)})
+
+
+def test_the_scales_ceiling_per_session() -> None:
+    data = waisr_items().assign(session=np.tile(np.arange(1, 7), 100))
+    top = (data["session"] >= 5) & (np.arange(len(data)) % 4 == 0)  # a ceiling that grows
+    data.loc[top, [c for c in data.columns if c.startswith("wai_sr_")]] = 5
+    got = psychometrics_report(data, "wai_sr", session="session").by_session
+    want = top.groupby(data["session"]).mean()
+    np.testing.assert_allclose(got["ceiling"].to_numpy(), want.to_numpy())
+    assert list(got.index) == [1, 2, 3, 4, 5, 6] and got["n"].tolist() == [100] * 6

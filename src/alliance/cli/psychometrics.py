@@ -136,6 +136,9 @@ def _text(report: Any, name: str) -> str:
         )
     lines += ["", "Items:", report.items.to_string(float_format=number)]
     lines += ["", "Straight-lining:", report.straight_lining.to_string(float_format=number)]
+    if report.by_session is not None:
+        lines += ["", "Floor and ceiling of the scale by session:",
+                  report.by_session.to_string(float_format=number)]  # fmt: skip
     if report.invariance is not None:
         lines += ["", "Measurement invariance:", report.invariance.to_string(float_format=number)]
     if report.verdict:

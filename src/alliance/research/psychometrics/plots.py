@@ -70,6 +70,7 @@ def report_html(report: PsychometricsReport, title: str, high: float | None = No
         ("Factor models", report.models),
         ("Items", report.items),
         ("Straight-lining", report.straight_lining),
+        ("Floor and ceiling of the scale by session", report.by_session),
         ("Measurement invariance", report.invariance),
     ):
         if frame is not None and len(frame):

@@ -73,6 +73,7 @@ class PsychometricsReport:
     models: pd.DataFrame
     loadings: pd.DataFrame
     distribution: pd.DataFrame = field(default_factory=pd.DataFrame)
+    by_session: pd.DataFrame | None = None
     bifactor: dict[str, float] | None = None
     invariance: pd.DataFrame | None = None
     verdict: str | None = None
@@ -92,6 +93,7 @@ class PsychometricsReport:
             "items": rows(self.items), "straight_lining": rows(self.straight_lining),
             "models": rows(self.models), "loadings": rows(self.loadings),
             "distribution": self.distribution.to_dict(orient="records"),
+            "by_session": rows(self.by_session),
             "bifactor": self.bifactor, "invariance": rows(self.invariance),
             "verdict": self.verdict, "notes": self.notes,
         }  # fmt: skip
@@ -168,6 +170,7 @@ def psychometrics_report(
         models=models,
         loadings=loadings,
         distribution=_distribution(table, every),
+        by_session=_by_session(table, every, bounds, session) if session else None,
         bifactor=bifactor_omega(fits["bifactor"], GENERAL) if "bifactor" in fits else None,
         invariance=invariance,
         verdict=verdict,
@@ -255,6 +258,15 @@ def _items(table: pd.DataFrame, columns: list[str], bounds: dict[str, Any]) -> p
     stats = item_total(table, columns)
     shares = floor_ceiling(table, columns, **bounds)
     return stats.join(shares[["floor", "ceiling"]], how="left")
+
+
+def _by_session(
+    table: pd.DataFrame, columns: list[str], bounds: dict[str, Any], session: str
+) -> pd.DataFrame:
+    """The scale's floor and ceiling shares per session (ceiling effects grow over sessions)."""
+    shares = floor_ceiling(table, columns, by=session, **bounds)
+    scale = shares.xs("scale", level="item")
+    return scale[["n", "floor", "ceiling"]]
 
 
 def _distribution(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
