@@ -65,6 +65,17 @@ def test_mapped_columns_are_renamed(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["n"] == 600
 
 
+def test_ordinal_fits_by_wlsmv(answers: Path) -> None:
+    done = run("psychometrics", answers, "--ordinal", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    models = {r["model"]: r for r in json.loads(done.stdout)["models"]}
+    assert {r["estimator"] for r in models.values()} == {"WLSMV"}
+    want = psychometrics_report(pd.read_csv(answers), "wai_sr", ordinal=True)
+    assert models["one factor"]["chisq"] == pytest.approx(
+        want.models.loc["one factor", "chisq"], rel=1e-12
+    )
+
+
 def test_a_users_own_model(answers: Path) -> None:
     spec = "bond=wai_sr_3,wai_sr_5,wai_sr_7,wai_sr_9;rest=" + ",".join(
         f"wai_sr_{n}" for n in (1, 2, 4, 6, 8, 10, 11, 12)

@@ -145,3 +145,18 @@ def test_the_scales_ceiling_per_session() -> None:
     want = top.groupby(data["session"]).mean()
     np.testing.assert_allclose(got["ceiling"].to_numpy(), want.to_numpy())
     assert list(got.index) == [1, 2, 3, 4, 5, 6] and got["n"].tolist() == [100] * 6
+
+
+def test_ordinal_models_are_the_wlsmv_fits() -> None:
+    from alliance.research.psychometrics import cfa_ordinal
+
+    data = waisr_items()
+    got = psychometrics_report(data, "wai_sr", ordinal=True)
+    want = cfa_ordinal(data, instrument_scales("wai_sr"))
+    row = got.models.loc["3 correlated factors"]
+    assert row["estimator"] == "WLSMV"
+    assert row["chisq"] == pytest.approx(want.fit["chisq.scaled"], rel=1e-12)
+    assert row["cfi"] == pytest.approx(want.fit["cfi.scaled"], rel=1e-12)
+    assert set(got.models.index) == {
+        "one factor", "3 correlated factors", "two factors (bond; goal + task)", "bifactor",
+    }  # fmt: skip

@@ -27,6 +27,7 @@ EXAMPLES = """
   alliance psychometrics answers.csv                   [dim]# instrument from the columns[/]
   alliance psychometrics answers.sav -i wai_sr --group site --html report.html
   alliance psychometrics answers.csv --session session --format json
+  alliance psychometrics answers.csv --ordinal          [dim]# Likert items: WLSMV[/]
   alliance psychometrics items.csv -i wai_sr --map goal1=wai_sr_4,goal2=wai_sr_6,...
   alliance psychometrics answers.csv -i wai_sr \
       --model "bond=wai_sr_3,wai_sr_5,wai_sr_7,wai_sr_9;work=wai_sr_1,wai_sr_2,wai_sr_4"
@@ -72,6 +73,9 @@ def psychometrics_command(
         str | None,
         typer.Option("--model", help="Your own factor model: FACTOR=ITEM,ITEM;FACTOR=..."),
     ] = None,
+    ordinal: Annotated[
+        bool, typer.Option("--ordinal", help="Fit the factor models to polychorics by WLSMV.")
+    ] = False,
     html_path: Annotated[
         Path | None, typer.Option("--html", help="Also write the report with its charts.")
     ] = None,
@@ -97,7 +101,9 @@ def psychometrics_command(
         )
         inst = get_instrument(chosen)
     try:
-        report = psychometrics_report(table, inst, scales=scales, group=group, session=session)
+        report = psychometrics_report(
+            table, inst, scales=scales, group=group, session=session, ordinal=ordinal
+        )
     except PsychometricsError as exc:
         fail(f"{file}: {exc}")
     if html_path is not None:
@@ -125,7 +131,7 @@ def _text(report: Any, name: str) -> str:
         "Reliability (alpha with Feldt's 95% interval; omega from the factor model):",
         report.reliability.to_string(float_format=number),
         "",
-        "Factor models (ML, lavaan's fit indices):",
+        "Factor models (lavaan's fit indices; WLSMV: the scaled statistics):",
         models.to_string(float_format=number),
     ]
     if report.bifactor:

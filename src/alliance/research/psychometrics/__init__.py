@@ -5,7 +5,8 @@ rest of :mod:`alliance.research`: Cronbach's alpha with Feldt or bootstrap inter
 item-total statistics, split-half reliability and Guttman's lambda-6, the six Shrout-Fleiss
 ICCs (:mod:`.reliability`); floor/ceiling effects and straight-lining (:mod:`.items`);
 maximum-likelihood CFA as lavaan defines it, with omegas and measurement invariance
-(:mod:`.cfa`); structural models and the random-intercept cross-lagged panel model
+(:mod:`.cfa`); polychoric correlations and WLSMV for ordinal items (:mod:`.ordinal`);
+structural models and the random-intercept cross-lagged panel model
 (:mod:`.sem`); and the report that gathers them for an instrument (:mod:`.report`).
 
 >>> import pandas as pd
@@ -30,6 +31,13 @@ from alliance.research.psychometrics.items import (
     straight_lining,
     straight_lining_share,
 )
+from alliance.research.psychometrics.ordinal import (
+    OrdinalCFAResult,
+    OrdinalError,
+    PolychoricResult,
+    cfa_ordinal,
+    polychoric,
+)
 from alliance.research.psychometrics.reliability import (
     AlphaResult,
     PsychometricsError,
@@ -53,6 +61,9 @@ __all__ = [
     "CFAError",
     "CFAResult",
     "HeywoodWarning",
+    "OrdinalCFAResult",
+    "OrdinalError",
+    "PolychoricResult",
     "PsychometricsError",
     "PsychometricsReport",
     "SEMError",
@@ -61,6 +72,7 @@ __all__ = [
     "alpha_if_deleted",
     "bifactor_omega",
     "cfa",
+    "cfa_ordinal",
     "clpm",
     "cronbach_alpha",
     "factor_omegas",
@@ -71,6 +83,7 @@ __all__ = [
     "item_total",
     "measurement_invariance",
     "one_factor",
+    "polychoric",
     "psychometrics_report",
     "riclpm",
     "sem",

@@ -13,6 +13,10 @@ Reverse-keyed items are recoded (``min + max - answer``) before anything is comp
 scorer does; a subscale whose key is unverified (``shared/instruments-facts.md``) is
 analysed but flagged in ``notes``.
 
+With ``ordinal=True`` the factor models are fitted to the polychoric correlations by WLSMV
+(:mod:`.ordinal`, as lavaan's ``estimator = "WLSMV"``) and the table shows the scaled
+(mean- and variance-adjusted) statistics; omegas and invariance stay on the ML fits.
+
 The invariance verdict follows Chen (2007; Structural Equation Modeling, 14, 464-504): a
 step is rejected when CFI falls by more than .010 together with RMSEA rising by more than
 .015 (metric and scalar steps; the chi-square difference test is shown beside it, since
@@ -49,6 +53,7 @@ from alliance.research.psychometrics.cfa import (
     measurement_invariance,
 )
 from alliance.research.psychometrics.items import floor_ceiling, straight_lining_share
+from alliance.research.psychometrics.ordinal import cfa_ordinal
 from alliance.research.psychometrics.reliability import (
     PsychometricsError,
     cronbach_alpha,
@@ -57,6 +62,10 @@ from alliance.research.psychometrics.reliability import (
 
 FIT_COLUMNS = ["chisq", "df", "pvalue", "cfi", "tli", "rmsea", "rmsea.ci.lower",
                "rmsea.ci.upper", "srmr", "aic", "bic"]  # fmt: skip
+# WLSMV: the scaled-shifted statistics under the ML table's names (lavaan's fitMeasures)
+SCALED = {"chisq": "chisq.scaled", "pvalue": "pvalue.scaled", "cfi": "cfi.scaled",
+          "tli": "tli.scaled", "rmsea": "rmsea.scaled", "rmsea.ci.lower": "rmsea.ci.lower.scaled",
+          "rmsea.ci.upper": "rmsea.ci.upper.scaled"}  # fmt: skip
 GENERAL = "general"  # the bifactor model's general factor
 CHEN_CFI, CHEN_RMSEA = -0.010, 0.015  # Chen (2007) cutoffs for a rejected invariance step
 
@@ -135,12 +144,13 @@ def psychometrics_report(
     high: float | None = None,
     group: str | None = None,
     session: str | None = None,
+    ordinal: bool = False,
 ) -> PsychometricsReport:
     """The report of ``data``'s items: by ``instrument`` (its subscales, scale bounds and
     reverse keys), or by explicit ``scales`` (factor -> item columns; with an instrument,
     its items in another model, e.g. a user's) with ``low``/``high`` answer bounds where
     there is no instrument; ``group`` adds measurement invariance, ``session`` per-session
-    shares."""
+    shares, ``ordinal`` WLSMV fits of the factor models."""
     inst = get_instrument(instrument) if isinstance(instrument, str) else instrument
     if inst is None and scales is None:
         raise PsychometricsError("give an instrument or scales (factor -> item columns)")
@@ -158,6 +168,8 @@ def psychometrics_report(
         bounds = {"low": low, "high": high}
     items = _items(table, every, bounds)  # first: it refuses answers off the scale
     fits, models = _fit_models(table, spec, notes)
+    if ordinal:
+        models = _ordinal_models(table, spec, notes)
     loadings = _loadings(fits.get(f"{len(spec)} correlated factors") or fits.get("one factor"))
     omegas = _omegas(fits, spec)
     invariance, verdict = _invariance(table, spec, group, notes) if group else (None, None)
@@ -222,6 +234,29 @@ def _fit_models(
     return fits, models
 
 
+def _ordinal_models(
+    table: pd.DataFrame, spec: dict[str, list[str]], notes: list[str]
+) -> pd.DataFrame:
+    """The competing models by WLSMV, with the scaled statistics."""
+    rows = {}
+    for name, kwargs in competing_models(spec).items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", HeywoodWarning)
+                fit = cfa_ordinal(table, **kwargs)
+        except CFAError as exc:
+            notes.append(f"{name} (WLSMV): not fitted ({exc})")
+            continue
+        values = {c: fit.fit.get(SCALED.get(c, c), np.nan) for c in FIT_COLUMNS}
+        rows[name] = values | {"estimator": "WLSMV", "converged": fit.converged,
+                               "heywood": ", ".join(fit.heywood)}  # fmt: skip
+        if fit.heywood:
+            notes.append(f"{name} (WLSMV): improper solution at {', '.join(fit.heywood)}")
+    models = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["aic", "bic"])
+    models.index.name = "model"
+    return models
+
+
 def _loadings(fit: CFAResult | None) -> pd.DataFrame:
     if fit is None:
         return pd.DataFrame(columns=["factor", "item", "std_loading", "se"])
@@ -265,7 +300,7 @@ def _by_session(
 ) -> pd.DataFrame:
     """The scale's floor and ceiling shares per session (ceiling effects grow over sessions)."""
     shares = floor_ceiling(table, columns, by=session, **bounds)
-    scale = shares.xs("scale", level="item")
+    scale = pd.DataFrame(shares.xs("scale", level="item"))
     return scale[["n", "floor", "ceiling"]]
 
 
