@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -547,17 +547,30 @@ def _minimise(
     structure: _Structure, x0: Array, moments: Sequence[_Moments]
 ) -> tuple[Array, bool, int]:
     """Trust-region Newton on F with the expected Hessian 2·I, to |dF/dθ| ≈ 1e-10."""
-    res = optimize.minimize(
+    return newton_minimise(
         lambda x: _objective(structure, x, moments),
+        lambda x: _gradient(structure, x, moments),
+        lambda x: 2.0 * _information(structure, x, moments),
         x0,
-        jac=lambda x: _gradient(structure, x, moments),
-        hess=lambda x: 2.0 * _information(structure, x, moments),
-        method="trust-exact",
-        options={"gtol": _GRAD_TOL, "maxiter": 500},
     )
+
+
+def newton_minimise(
+    objective: Callable[[Array], float],
+    gradient: Callable[[Array], Array],
+    hessian: Callable[[Array], Array],
+    x0: Array,
+) -> tuple[Array, bool, int]:
+    """Trust-region Newton with the expected-information Hessian (Fisher scoring in a trust
+    region): the estimate, whether its gradient is below :data:`_CONVERGED_GRAD`, and the
+    iterations. Shared by the CFA and SEM engines."""
+    res = optimize.minimize(
+        objective, x0, jac=gradient, hess=hessian, method="trust-exact",
+        options={"gtol": _GRAD_TOL, "maxiter": 500},
+    )  # fmt: skip
     x = np.asarray(res.x, dtype=float)
-    grad = float(np.abs(_gradient(structure, x, moments)).max(initial=0.0))
-    ok = math.isfinite(_objective(structure, x, moments)) and grad < _CONVERGED_GRAD
+    grad = float(np.abs(gradient(x)).max(initial=0.0))
+    ok = math.isfinite(objective(x)) and grad < _CONVERGED_GRAD
     return x, ok, int(res.nit)
 
 

@@ -169,7 +169,7 @@ def psychometrics_report(
     items = _items(table, every, bounds)  # first: it refuses answers off the scale
     fits, models = _fit_models(table, spec, notes)
     if ordinal:
-        models = _ordinal_models(table, spec, notes)
+        _, models = _fit_models(table, spec, notes, ordinal=True)
     loadings = _loadings(fits.get(f"{len(spec)} correlated factors") or fits.get("one factor"))
     omegas = _omegas(fits, spec)
     invariance, verdict = _invariance(table, spec, group, notes) if group else (None, None)
@@ -209,52 +209,35 @@ def _recoded(
 
 
 def _fit_models(
-    table: pd.DataFrame, spec: dict[str, list[str]], notes: list[str]
-) -> tuple[dict[str, CFAResult], pd.DataFrame]:
-    fits: dict[str, CFAResult] = {}
+    table: pd.DataFrame, spec: dict[str, list[str]], notes: list[str], ordinal: bool = False
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The competing models, fitted by ML (or WLSMV, with its scaled statistics)."""
+    engine, names, tag = (cfa_ordinal, SCALED, " (WLSMV)") if ordinal else (cfa, {}, "")
+    fits: dict[str, Any] = {}
     rows = {}
     for name, kwargs in competing_models(spec).items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", HeywoodWarning)
-                fit = cfa(table, **kwargs)
+                fit = engine(table, **kwargs)
         except CFAError as exc:
-            notes.append(f"{name}: not fitted ({exc})")
+            notes.append(f"{name}{tag}: not fitted ({exc})")
             continue
         fits[name] = fit
-        rows[name] = {c: fit.fit.get(c, np.nan) for c in FIT_COLUMNS} | {
-            "converged": fit.converged, "heywood": ", ".join(fit.heywood),
+        rows[name] = {c: fit.fit.get(names.get(c, c), np.nan) for c in FIT_COLUMNS} | {
+            "estimator": "WLSMV" if ordinal else "ML", "converged": fit.converged,
+            "heywood": ", ".join(fit.heywood),
         }  # fmt: skip
         if fit.heywood:
-            notes.append(f"{name}: improper solution (Heywood case) at {', '.join(fit.heywood)}")
+            notes.append(f"{name}{tag}: improper solution (Heywood case) at "
+                         f"{', '.join(fit.heywood)}")  # fmt: skip
         if not fit.converged:
-            notes.append(f"{name}: did not converge; its numbers are not an optimum")
+            notes.append(f"{name}{tag}: did not converge; its numbers are not an optimum")
     models = pd.DataFrame.from_dict(rows, orient="index")
+    if ordinal and len(models):
+        models = models.drop(columns=["aic", "bic"])  # no likelihood under WLSMV
     models.index.name = "model"
     return fits, models
-
-
-def _ordinal_models(
-    table: pd.DataFrame, spec: dict[str, list[str]], notes: list[str]
-) -> pd.DataFrame:
-    """The competing models by WLSMV, with the scaled statistics."""
-    rows = {}
-    for name, kwargs in competing_models(spec).items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", HeywoodWarning)
-                fit = cfa_ordinal(table, **kwargs)
-        except CFAError as exc:
-            notes.append(f"{name} (WLSMV): not fitted ({exc})")
-            continue
-        values = {c: fit.fit.get(SCALED.get(c, c), np.nan) for c in FIT_COLUMNS}
-        rows[name] = values | {"estimator": "WLSMV", "converged": fit.converged,
-                               "heywood": ", ".join(fit.heywood)}  # fmt: skip
-        if fit.heywood:
-            notes.append(f"{name} (WLSMV): improper solution at {', '.join(fit.heywood)}")
-    models = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["aic", "bic"])
-    models.index.name = "model"
-    return models
 
 
 def _loadings(fit: CFAResult | None) -> pd.DataFrame:

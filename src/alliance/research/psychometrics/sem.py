@@ -41,13 +41,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import optimize, stats
+from scipy import stats
 
 # lavaan's statistics live in the CFA engine; an implied (Σ, μ) enters them as a _Mats with
 # Λ = I, Φ = Σ, Θ = 0, ν = μ, α = 0 (see _as_cfa), so nothing is computed twice.
 from alliance.research.psychometrics.cfa import (
-    _CONVERGED_GRAD,
-    _GRAD_TOL,
     CFAError,
     _group_discrepancy,
     _group_logl,
@@ -57,6 +55,7 @@ from alliance.research.psychometrics.cfa import (
     _rmsea,
     _sample_moments,
     _srmr,
+    newton_minimise,
 )
 
 Array = NDArray[np.float64]
@@ -355,18 +354,12 @@ def _minimise(model: _Model, x0: Array, mo: _Moments) -> tuple[Array, bool, int]
             "the start values give a model-implied covariance matrix that is not positive "
             "definite; give start values (Parameter.start) for the variances"
         )
-    res = optimize.minimize(
+    return newton_minimise(
         lambda x: _discrepancy(model, x, mo),
+        lambda x: _gradient(model, x, mo),
+        lambda x: 2.0 * _information(model, x),
         x0,
-        jac=lambda x: _gradient(model, x, mo),
-        hess=lambda x: 2.0 * _information(model, x),
-        method="trust-exact",
-        options={"gtol": _GRAD_TOL, "maxiter": 500},
     )
-    x = np.asarray(res.x, dtype=float)
-    grad = float(np.abs(_gradient(model, x, mo)).max(initial=0.0))
-    ok = math.isfinite(_discrepancy(model, x, mo)) and grad < _CONVERGED_GRAD
-    return x, ok, int(res.nit)
 
 
 # --------------------------------------------------------------------------- results
