@@ -5,7 +5,8 @@ rest of :mod:`alliance.research`: Cronbach's alpha with Feldt or bootstrap inter
 item-total statistics, split-half reliability and Guttman's lambda-6, the six Shrout-Fleiss
 ICCs (:mod:`.reliability`); floor/ceiling effects and straight-lining (:mod:`.items`);
 maximum-likelihood CFA as lavaan defines it, with omegas and measurement invariance
-(:mod:`.cfa`); polychoric correlations and WLSMV for ordinal items (:mod:`.ordinal`);
+(:mod:`.cfa`); psych's omega by exploratory factor analysis and Schmid-Leiman
+(:mod:`.omega`); polychoric correlations and WLSMV for ordinal items (:mod:`.ordinal`);
 structural models and the random-intercept cross-lagged panel model
 (:mod:`.sem`); and the report that gathers them for an instrument (:mod:`.report`).
 
@@ -31,6 +32,7 @@ from alliance.research.psychometrics.items import (
     straight_lining,
     straight_lining_share,
 )
+from alliance.research.psychometrics.omega import EFAResult, OmegaResult, efa, omega_sl
 from alliance.research.psychometrics.ordinal import (
     OrdinalCFAResult,
     OrdinalError,
@@ -60,7 +62,9 @@ __all__ = [
     "AlphaResult",
     "CFAError",
     "CFAResult",
+    "EFAResult",
     "HeywoodWarning",
+    "OmegaResult",
     "OrdinalCFAResult",
     "OrdinalError",
     "PolychoricResult",
@@ -75,6 +79,7 @@ __all__ = [
     "cfa_ordinal",
     "clpm",
     "cronbach_alpha",
+    "efa",
     "factor_omegas",
     "floor_ceiling",
     "guttman_lambda6",
@@ -82,6 +87,7 @@ __all__ = [
     "instrument_scales",
     "item_total",
     "measurement_invariance",
+    "omega_sl",
     "one_factor",
     "polychoric",
     "psychometrics_report",
