@@ -12,6 +12,7 @@ from live_server import free_port, start_server
 
 from alliance.store import repo
 from alliance.web.app import create_app
+from alliance.web.demo import fill_demo
 from alliance.web.security import hash_password
 
 
@@ -26,6 +27,8 @@ def _seed(url: str) -> int:
         ]
         patient = repo.create_patient(s, "E2E-001", therapist, schedule)
         patient_id = patient.id
+    # a simulated clinic beside them, so the researcher's report has data to show
+    fill_demo(app.state.db, therapists=2, patients=40, seed=3)
     app.state.db.dispose()
     return patient_id
 

@@ -97,4 +97,5 @@ def test_research_pages_pass_axe(server: Server, axe_context: Any) -> None:
         page.goto(server.url + url)
         assert page.get_by_role("heading", level=1).count() == 1
         assert violations(page) == [], url
+    assert page.locator("table").count() >= 4  # the full report, with its tables
     page.close()
