@@ -607,7 +607,6 @@ def _fit_measures(structure: _Structure, x: Array, moments: Sequence[_Moments]) 
     n = sum(mo.n for mo in moments)
     mats = [structure.matrices(x, g) for g in range(ng)]
     f_total = _objective(structure, x, moments)
-    chisq = n * f_total
     df = ng * (p * (p + 1) / 2 + (p if structure.means else 0)) - npar
     base_chisq = sum(
         mo.n * (float(np.log(np.diag(mo.cov)).sum()) - float(np.linalg.slogdet(mo.cov)[1]))
@@ -620,22 +619,45 @@ def _fit_measures(structure: _Structure, x: Array, moments: Sequence[_Moments]) 
         for mo in moments
     )
     srmr = sum(mo.n * _srmr(m, mo, structure.means) for m, mo in zip(mats, moments)) / n
+    return ml_fit_measures(
+        MLFit(f_total, n, ng, npar, df, base_chisq, base_df, logl, unrestricted, srmr)
+    )
+
+
+class MLFit(NamedTuple):
+    """What lavaan's ML fit measures are computed from (per fit, summed over groups)."""
+
+    f: float  # Σ_g (N_g / N) F_g
+    n: int
+    n_groups: int
+    npar: int
+    df: float
+    base_chisq: float
+    base_df: float
+    logl: float
+    unrestricted_logl: float
+    srmr: float
+
+
+def ml_fit_measures(fit: MLFit) -> dict[str, float]:
+    """lavaan's ``fitMeasures`` of an ML fit, by lavaan's names (shared with :mod:`.sem`)."""
+    chisq, df, n = fit.n * fit.f, fit.df, fit.n
     return {
-        "npar": float(npar),
-        "fmin": f_total / 2,  # lavaan reports half of F_ML
+        "npar": float(fit.npar),
+        "fmin": fit.f / 2,  # lavaan reports half of F_ML
         "chisq": chisq,
         "df": df,
         "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else math.nan,
-        "baseline.chisq": base_chisq,
-        "baseline.df": base_df,
-        "baseline.pvalue": float(stats.chi2.sf(base_chisq, base_df)),
-        **_incremental(chisq, df, base_chisq, base_df),
-        "logl": logl,
-        "unrestricted.logl": unrestricted,
-        "aic": -2 * logl + 2 * npar,
-        "bic": -2 * logl + npar * math.log(n),
-        **_rmsea(chisq, df, n, ng),
-        "srmr": srmr,
+        "baseline.chisq": fit.base_chisq,
+        "baseline.df": fit.base_df,
+        "baseline.pvalue": float(stats.chi2.sf(fit.base_chisq, fit.base_df)),
+        **_incremental(chisq, df, fit.base_chisq, fit.base_df),
+        "logl": fit.logl,
+        "unrestricted.logl": fit.unrestricted_logl,
+        "aic": -2 * fit.logl + 2 * fit.npar,
+        "bic": -2 * fit.logl + fit.npar * math.log(n),
+        **_rmsea(chisq, df, n, fit.n_groups),
+        "srmr": fit.srmr,
         "ntotal": float(n),
     }
 

@@ -47,14 +47,14 @@ from scipy import stats
 # Λ = I, Φ = Σ, Θ = 0, ν = μ, α = 0 (see _as_cfa), so nothing is computed twice.
 from alliance.research.psychometrics.cfa import (
     CFAError,
+    MLFit,
     _group_discrepancy,
     _group_logl,
-    _incremental,
     _Mats,
     _Moments,
-    _rmsea,
     _sample_moments,
     _srmr,
+    ml_fit_measures,
     newton_minimise,
 )
 
@@ -372,29 +372,15 @@ def _fit_measures(model: _Model, x: Array, mo: _Moments) -> dict[str, float]:
     assert imp is not None  # the optimiser never leaves a finite F
     fitted = _as_cfa(imp.sigma, imp.mu)
     f = _group_discrepancy(fitted, mo, True)
-    chisq, df = n * f, p * (p + 3) / 2 - npar
     # the baseline (independence) model: Σ = diag(S), μ = ȳ; the saturated one: Σ = S
     base_chisq = n * _group_discrepancy(_as_cfa(np.diag(np.diag(mo.cov)), mo.mean), mo, True)
-    base_df = p * (p - 1) / 2
-    logl = _group_logl(fitted, mo, True)
-    return {
-        "npar": float(npar),
-        "fmin": f / 2,  # lavaan reports half of F_ML
-        "chisq": chisq,
-        "df": df,
-        "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else math.nan,
-        "baseline.chisq": base_chisq,
-        "baseline.df": base_df,
-        "baseline.pvalue": float(stats.chi2.sf(base_chisq, base_df)),
-        **_incremental(chisq, df, base_chisq, base_df),
-        "logl": logl,
-        "unrestricted.logl": _group_logl(_as_cfa(mo.cov, mo.mean), mo, True),
-        "aic": -2 * logl + 2 * npar,
-        "bic": -2 * logl + npar * math.log(n),
-        **_rmsea(chisq, df, n, 1),
-        "srmr": _srmr(fitted, mo, True),
-        "ntotal": float(n),
-    }
+    return ml_fit_measures(
+        MLFit(
+            f, n, 1, npar, p * (p + 3) / 2 - npar, base_chisq, p * (p - 1) / 2,
+            _group_logl(fitted, mo, True), _group_logl(_as_cfa(mo.cov, mo.mean), mo, True),
+            _srmr(fitted, mo, True),
+        )
+    )  # fmt: skip
 
 
 def _std_all(model: _Model, imp: _Implied, est: Array) -> Array:
