@@ -318,6 +318,7 @@ class ExpectedBand(Base):
     sd: Mapped[float] = mapped_column(Float)
     lower: Mapped[float] = mapped_column(Float)
     upper: Mapped[float] = mapped_column(Float)
+    observed: Mapped[float] = mapped_column(Float)  # the score the range judged
     __table_args__ = (UniqueConstraint("patient_id", "session", "score"),)
 
 

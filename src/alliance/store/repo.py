@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import delete, false, func, insert, select, update
+from sqlalchemy import case, delete, false, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -990,7 +990,7 @@ def first_responses_frame(s: Session, instrument_id: str) -> pd.DataFrame:
 
 
 # -- expected trajectories: model fits and each session's band, both write-once ----------
-BAND_FIELDS = ("expected", "sd", "lower", "upper")
+BAND_FIELDS = ("expected", "sd", "lower", "upper", "observed")
 
 
 def store_expected_model(
@@ -1059,21 +1059,9 @@ def add_expected_bands(s: Session, rows: Sequence[Mapping[str, Any]]) -> int:
 def expected_calibration(s: Session) -> dict[str, tuple[int, int]]:
     """Per score: (sessions with a stored band, sessions of them under its lower edge),
     the clinic's own check of the bands' calibration."""
-    query = (
-        select(ExpectedBand.score, ExpectedBand.lower, Response.scores)
-        .join(TherapySession, TherapySession.patient_id == ExpectedBand.patient_id)
-        .where(TherapySession.number == ExpectedBand.session)
-        .join(Response, Response.session_id == TherapySession.id)
-        .where(Response.respondent == "client")
-    )
-    out: dict[str, list[int]] = {}
-    for score, lower, scores in s.execute(query):
-        if scores.get(score) is None:  # another instrument's response of that session
-            continue
-        tally = out.setdefault(score, [0, 0])
-        tally[0] += 1
-        tally[1] += int(float(scores[score]) < lower)
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    under = func.sum(case((ExpectedBand.observed < ExpectedBand.lower, 1), else_=0))
+    query = select(ExpectedBand.score, func.count(), under).group_by(ExpectedBand.score)
+    return {score: (int(n), int(k or 0)) for score, n, k in s.execute(query)}
 
 
 def ruptures_of(s: Session, patient_ids: Sequence[int]) -> Sequence[RuptureEvent]:

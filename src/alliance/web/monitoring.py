@@ -265,28 +265,29 @@ def _new_bands(
     from alliance.research.multilevel.expected import ExpectedModel, expected_band
 
     have = set(zip(stored["patient_id"], stored["session"], stored["score"], strict=True))
-    answered = {
-        (r.patient_id, r.session, f"{r.instrument_id}_total"): repo.aware(r.submitted_at)
-        for r in records
-        if r.respondent == "client"
-    }
     rows: list[dict[str, Any]] = []
     for score, fit in fits.items():
-        if score not in table.columns:
-            continue
-        model = ExpectedModel.from_dict(fit.params)
-        band = expected_band(model, table.rename(columns={
-            "patient_id": model.patient, "session": model.session, score: model.score,
-        }))  # fmt: skip
-        for r in band.itertuples(index=False):
-            key = (int(getattr(r, model.patient)), int(getattr(r, model.session)), score)
-            on = answered.get(key)
-            if key in have or on is None or on < repo.aware(fit.fitted_at):
-                continue
-            rows.append({
-                "patient_id": key[0], "session": key[1], "score": score, "model_id": fit.id,
-                **{f: float(getattr(r, f)) for f in repo.BAND_FIELDS},
-            })  # fmt: skip
+        since = repo.aware(fit.fitted_at)
+        wanted = {
+            (r.patient_id, r.session, score)
+            for r in records
+            if r.respondent == "client" and f"{r.instrument_id}_total" == score
+            and repo.aware(r.submitted_at) >= since
+        } - have  # fmt: skip
+        if not wanted or score not in table.columns:
+            continue  # nothing new: no band is computed again
+        patients = {key[0] for key in wanted}
+        # the fit was made on the clinic's own columns (fit_clinic_expected), so its
+        # patient, session and score names are this table's
+        band = expected_band(ExpectedModel.from_dict(fit.params),
+                             table[table["patient_id"].isin(patients)])  # fmt: skip
+        for r in band.to_dict(orient="records"):
+            key = (int(r["patient_id"]), int(r["session"]), score)
+            if key in wanted:
+                values = {f: float(r[f]) for f in repo.BAND_FIELDS[:-1]}
+                rows.append({"patient_id": key[0], "session": key[1], "score": score,
+                             "model_id": fit.id, **values,
+                             "observed": float(r[score])})  # fmt: skip
     return rows
 
 
@@ -552,15 +553,11 @@ def expected_ranges(
     fit = repo.expected_models_in_force(s).get(score)
     if fit is None or score not in table.columns or table[score].isna().all():
         return stored.reset_index(drop=True)
-    model = ExpectedModel.from_dict(fit.params)
-    own = table[["patient_id", "session", score]].rename(
-        columns={"patient_id": model.patient, "session": model.session, score: model.score}
-    )
     scored = int(table.loc[table[score].notna(), "session"].max())
     held = max((x.number for x in repo.sessions_of(s, patient_id)), default=scored)
     following = held if held > scored else scored + 1  # a held session awaiting its rating
-    upcoming = expected_next(model, own, at={patient_id: following})
-    upcoming = upcoming.rename(columns={model.session: "session"})
+    model = ExpectedModel.from_dict(fit.params)  # on the clinic's own column names
+    upcoming = expected_next(model, table, at={patient_id: following})
     upcoming = upcoming[columns[:-1]].assign(next=True)
     return pd.concat([stored, upcoming], ignore_index=True)[columns]
 

@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("sd", sa.Float(), nullable=False),
         sa.Column("lower", sa.Float(), nullable=False),
         sa.Column("upper", sa.Float(), nullable=False),
+        sa.Column("observed", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(["patient_id"], ["patients.id"]),
         sa.ForeignKeyConstraint(["model_id"], ["expected_models.id"]),
         sa.PrimaryKeyConstraint("id"),
