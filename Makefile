@@ -20,12 +20,14 @@ demo: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-# axe-core for the accessibility checks of the end-to-end tests (package.json, pinned).
+# axe-core for the accessibility checks of the end-to-end tests, and LHC-Forms (lforms)
+# for the FHIR client tests (package.json, pinned); one `npm ci` installs both.
 AXE := node_modules/axe-core/axe.min.js
-$(AXE): package.json package-lock.json
+LFORMS := node_modules/lforms/dist/lforms/webcomponent/main.js
+$(AXE) $(LFORMS) &: package.json package-lock.json
 	@command -v npm >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
 	npm ci --no-audit --no-fund --silent
-	touch $(AXE)
+	touch $(AXE) $(LFORMS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
@@ -34,7 +36,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) browser $(AXE) lint typecheck
+test: $(STAMP) browser $(AXE) $(LFORMS) lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)

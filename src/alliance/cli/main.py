@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from alliance.cli import dynamics as _dynamics
+from alliance.cli import fhir as _fhir
 from alliance.cli import instruments as _instruments
 from alliance.cli import meta as _meta
 from alliance.cli import model as _model
@@ -62,6 +63,8 @@ app.command("model", no_args_is_help=True)(_model.model_command)
 app.command("therapists", no_args_is_help=True)(_model.therapists_command)
 app.command("power")(_model.power_command)
 app.command("psychometrics", no_args_is_help=True)(_psychometrics.psychometrics_command)
+# Connect
+app.add_typer(_fhir.app, name="fhir")
 # The clinic
 app.command("demo")(_web.demo_command)
 app.command("serve")(_web.serve_command)
