@@ -1,6 +1,6 @@
-"""The worked-example pages (docs/multilevel.md, docs/psychometrics.md): every Python block
-runs, from the repository root, and prints what the text block after it shows (doctest's
-matching: ``...`` stands for any text, runs of whitespace are one)."""
+"""The worked-example pages (docs/multilevel.md, docs/psychometrics.md, docs/fhir.md):
+every Python block runs, from the repository root, and prints what the text block after it
+shows (doctest's matching: ``...`` stands for any text, runs of whitespace are one)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ ROOT = Path(__file__).parents[1]
 BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 
 
-@pytest.mark.parametrize(("page", "least"), [("multilevel.md", 5), ("psychometrics.md", 3)])
+@pytest.mark.parametrize(
+    ("page", "least"), [("multilevel.md", 5), ("psychometrics.md", 3), ("fhir.md", 3)]
+)
 def test_page_runs_and_prints_what_it_shows(page: str, least: int) -> None:
     blocks = BLOCK.findall((ROOT / "docs" / page).read_text(encoding="utf-8"))
     checker, flags = doctest.OutputChecker(), doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -12,7 +12,6 @@ import pandas as pd
 
 from alliance.fhir._common import structure_issues
 
-
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))
 
 
@@ -69,3 +68,35 @@ def test_bad_bundle_exits_2_naming_entry_and_rule(tmp_path: Path) -> None:
         in done.stderr
     )
     assert not out.exists()
+
+
+def test_a_clinics_questionnaire_installs_as_a_text_pack(
+    alliance_home: Path, tmp_path: Path
+) -> None:
+    """The wording a clinic holds, as a FHIR Questionnaire, is matched item by item as any
+    text pack; the Questionnaire for that language then carries it."""
+    from alliance.fhir import questionnaire
+
+    from .test_score_cli import run as run_in
+
+    held = questionnaire("wai_sr")
+    held["language"] = "de"
+    for item in held["item"]:
+        if item["type"] != "group":
+            item["text"] = f"Wortlaut {item['linkId']}"
+    source = tmp_path / "wai_sr_de.json"
+    source.write_text(json.dumps(held))
+    done = run_in("instruments", "text-pack", "add", source, home=alliance_home)
+    assert done.returncode == 0, done.stderr
+    assert "installed wai_sr (de): 12 items" in done.stdout
+    shown = run_in("fhir", "questionnaire", "wai_sr", "--language", "de", home=alliance_home)
+    resource = json.loads(shown.stdout)
+    assert resource["language"] == "de" and resource["item"][3]["text"] == "Wortlaut wai_sr_4"
+    assert "official wording from the clinic's text pack" in resource["description"]
+
+    held["language"] = "fr"
+    held["item"] = held["item"][1:]
+    source.write_text(json.dumps(held))
+    refused = run_in("instruments", "text-pack", "add", source, home=alliance_home)
+    assert refused.returncode == 2 and "missing item(s) [1]" in refused.stderr
+    assert not (alliance_home / "textpacks" / "wai_sr" / "fr.json").exists()

@@ -106,6 +106,8 @@ def structure_issues(resource: Any, expected: str) -> list[Issue]:
 
     try:
         model_class(expected).model_validate(resource)
+    except RecursionError:  # items nested hundreds deep: no form of ours is
+        return [Issue(expected, "is nested too deeply to be a form", "structure")]
     except ValidationError as exc:
         # loc and msg only: pydantic's input_value would echo the submitted answer
         return [

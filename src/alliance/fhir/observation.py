@@ -95,14 +95,18 @@ def observations(response: FormResponse, scores: Mapping[str, Any]) -> list[dict
 
 
 def bundle(
-    resources: Iterable[dict[str, Any]], kind: str = "collection", total: int | None = None
+    resources: Iterable[dict[str, Any]],
+    kind: str = "collection",
+    total: int | None = None,
+    base: str = BASE,
 ) -> dict[str, Any]:
-    """A Bundle of resources (``kind``: collection for exports, searchset for searches)."""
+    """A Bundle of resources (``kind``: collection for exports, searchset for searches);
+    ``base``: the server's FHIR base URL the entries' ``fullUrl`` start with."""
     entries = []
     for resource in resources:
         entry: dict[str, Any] = {"resource": resource}
         if resource.get("id"):
-            entry["fullUrl"] = f"{BASE}/{resource['resourceType']}/{resource['id']}"
+            entry["fullUrl"] = f"{base}/{resource['resourceType']}/{resource['id']}"
         if kind == "searchset":
             entry["search"] = {"mode": "match"}
         entries.append(entry)

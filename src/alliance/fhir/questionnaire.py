@@ -276,3 +276,69 @@ def _answered_values(inst: Instrument, numbers: tuple[int, ...]) -> str:
     for part in parts[1:]:
         combined = f"{combined}.combine({part})"
     return combined if len(parts) == 1 else f"({combined})"
+
+
+# -- a clinic's Questionnaire as a text pack ---------------------------------------------
+def text_pack_rows(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item wordings of a Questionnaire a clinic holds, as text-pack rows
+    (``instrument, language, item, text``) for :func:`alliance.instruments.textpack.
+    validate_text_pack`, which applies the usual matching rules (every item once, no
+    unknown item). The instrument is the one our Questionnaire URL or id names, else the
+    prefix of the linkIds (``wai_sr_4``); the language is the Questionnaire's.
+
+    >>> q = questionnaire("srs")
+    >>> [(r["instrument"], r["item"]) for r in text_pack_rows(q)][:2]
+    [('srs', '1'), ('srs', '2')]
+    """
+    from alliance.instruments.textpack import TextPackError
+
+    if resource.get("resourceType") != "Questionnaire":
+        raise TextPackError("a FHIR text pack must be a Questionnaire")
+    language = resource.get("language")
+    if not language:
+        raise TextPackError("Questionnaire.language: required (the language of the wording)")
+    items = [i for i in _flat(resource.get("item") or []) if i.get("type") != "group"]
+    instrument_id = _instrument_named(resource, items)
+    rows = []
+    for item in items:
+        link = str(item.get("linkId", ""))
+        prefix, _, number = link.rpartition("_")
+        if item.get("readOnly") or prefix != instrument_id:
+            if not item.get("readOnly"):
+                raise TextPackError(f"item linkId {link[:64]!r}: not an item of {instrument_id}")
+            continue
+        rows.append(
+            {
+                "instrument": instrument_id,
+                "language": language,
+                "item": number,
+                "text": item.get("text"),
+            }
+        )
+    return rows
+
+
+def _flat(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        out.append(item)
+        out.extend(_flat(item.get("item") or []))
+    return out
+
+
+def _instrument_named(resource: dict[str, Any], items: list[dict[str, Any]]) -> str:
+    from alliance.instruments.textpack import TextPackError
+
+    for reference in (resource.get("url"), resource.get("id")):
+        if reference:
+            try:
+                return form_of(str(reference))[0].id
+            except KeyError:
+                pass
+    prefixes = {str(i.get("linkId", "")).rpartition("_")[0] for i in items if not i.get("readOnly")}
+    if len(prefixes) == 1:
+        return prefixes.pop()
+    raise TextPackError(
+        "Questionnaire: names none of our forms (url or id) and its linkIds do not share "
+        "one instrument prefix such as wai_sr_"
+    )

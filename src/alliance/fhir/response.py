@@ -233,7 +233,7 @@ def _answer_value(
         return float(coding["code"])
     number_value = answer.get("valueDecimal", answer.get("valueInteger"))
     if isinstance(number_value, int | float) and not isinstance(number_value, bool):
-        value = float(number_value)
+        value = float(number_value) if abs(number_value) < 1e300 else math.inf  # no overflow
         if _on_scale(value, scale):
             return value
         step = "" if scale.step is None else f" in steps of {scale.step:g}"
@@ -242,6 +242,8 @@ def _answer_value(
         return None
     wanted = "valueCoding (an answer option)" if kind == "choice" else "valueDecimal"
     given = next((k for k in answer if k.startswith("value")), "no value")
+    if given in ("valueDecimal", "valueInteger"):  # the models accept a numeric string
+        given = f"{given} given as text"
     issues.append(Issue(at, f"{column}: must be a {wanted}, not {given}", "value"))
     return None
 

@@ -1,7 +1,9 @@
 """Install and look up text packs (official wordings) in the user's alliance folder.
 
 A pack file is CSV (columns ``instrument, language, item, text``) or JSON (a list of such
-records, or ``{"instrument": ..., "language": ..., "items": {"1": "...", ...}}``).
+records, ``{"instrument": ..., "language": ..., "items": {"1": "...", ...}}``, or a FHIR
+Questionnaire holding the licensed wording, read by
+:func:`alliance.fhir.questionnaire.text_pack_rows`).
 Installed packs are stored as ``textpacks/<instrument>/<language>.json``.
 """
 
@@ -70,6 +72,10 @@ def _json_rows(path: Path) -> pd.DataFrame:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(f"{path}: not readable JSON: {exc}") from None
+    if isinstance(body, dict) and body.get("resourceType") == "Questionnaire":
+        from alliance.fhir.questionnaire import text_pack_rows
+
+        return pd.DataFrame.from_records(text_pack_rows(body))
     if isinstance(body, dict) and isinstance(body.get("items"), dict):
         return pd.DataFrame(
             {

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import case, delete, false, func, insert, select, update
+from sqlalchemy import case, delete, false, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -752,6 +752,103 @@ def responses_frame(s: Session, patient_ids: Sequence[int] | None = None) -> pd.
             }
         )
     return pd.DataFrame.from_records(records)
+
+
+# -- responses by patient code, session number and date (the FHIR endpoints) --------------
+#: Comparisons of a session date in a search (FHIR's date prefixes).
+DATE_COMPARISONS = {
+    "eq": lambda column, day: column == day,
+    "ge": lambda column, day: column >= day,
+    "le": lambda column, day: column <= day,
+    "gt": lambda column, day: column > day,
+    "lt": lambda column, day: column < day,
+}
+
+
+def patient_by_code(s: Session, code: str) -> Patient | None:
+    """The patient with this clinic code, if any."""
+    return s.scalar(select(Patient).where(Patient.code == code))
+
+
+def lock_patient(s: Session, patient_id: int) -> Patient:
+    """The patient's row, locked until the commit (PostgreSQL ``FOR NO KEY UPDATE``; on
+    SQLite the write transaction holds the database), so two writers adding sessions to
+    one patient number them one after the other. Raises :class:`NotFound`."""
+    query = select(Patient).where(Patient.id == patient_id).with_for_update(key_share=True)
+    patient = s.scalar(query.execution_options(populate_existing=True))
+    if patient is None:
+        raise NotFound(f"patient {patient_id} not found")
+    return patient
+
+
+def session_by_number(s: Session, patient_id: int, number: int) -> TherapySession | None:
+    """The patient's session with this number, if any."""
+    query = select(TherapySession).where(
+        TherapySession.patient_id == patient_id, TherapySession.number == number
+    )
+    return s.scalar(query)
+
+
+def latest_session(s: Session, patient_id: int) -> TherapySession | None:
+    """The patient's session with the highest number, if any."""
+    query = select(TherapySession).where(TherapySession.patient_id == patient_id)
+    return s.scalar(query.order_by(TherapySession.number.desc()).limit(1))
+
+
+StoredResponse = tuple[Response, TherapySession, Patient]
+
+
+def response_in_context(s: Session, response_id: int) -> StoredResponse | None:
+    """A stored response with its session and patient, if it exists."""
+    query = (
+        select(Response, TherapySession, Patient)
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .join(Patient, Response.patient_id == Patient.id)
+        .where(Response.id == response_id)
+    )
+    row = s.execute(query).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+@dataclass(frozen=True)
+class ResponseQuery:
+    """What a search of stored responses asks for (None: no condition; an empty sequence
+    matches nothing). ``on``: (comparison of :data:`DATE_COMPARISONS`, day) pairs on the
+    session date, all of which must hold."""
+
+    patient_codes: Sequence[str] | None = None
+    research_ids: Sequence[str] | None = None
+    forms: Sequence[tuple[str, str]] | None = None
+    instrument_ids: Sequence[str] | None = None
+    on: Sequence[tuple[str, date]] = ()
+
+
+def find_responses(
+    s: Session, visible_to: User | None, wanted: ResponseQuery
+) -> list[StoredResponse]:
+    """Stored responses matching ``wanted`` with their sessions and patients, by patient,
+    session and response. ``visible_to``: only the patients that user may see
+    (:func:`visible_patients`); None: every patient (the caller de-identifies)."""
+    query = (
+        select(Response, TherapySession, Patient)
+        .join(TherapySession, Response.session_id == TherapySession.id)
+        .join(Patient, Response.patient_id == Patient.id)
+    )
+    if visible_to is not None:
+        query = query.where(visible_patients(visible_to))
+    if wanted.patient_codes is not None:
+        query = query.where(Patient.code.in_(list(wanted.patient_codes)))
+    if wanted.research_ids is not None:
+        query = query.where(Patient.research_id.in_(list(wanted.research_ids)))
+    if wanted.forms is not None:
+        pairs = [(Response.instrument_id == i) & (Response.form_id == f) for i, f in wanted.forms]
+        query = query.where(or_(false(), *pairs))
+    if wanted.instrument_ids is not None:
+        query = query.where(Response.instrument_id.in_(list(wanted.instrument_ids)))
+    for comparison, day in wanted.on:
+        query = query.where(DATE_COMPARISONS[comparison](TherapySession.date, day))
+    query = query.order_by(Response.patient_id, TherapySession.number, Response.id)
+    return [(r, session, patient) for r, session, patient in s.execute(query)]
 
 
 # -- analytics: alert episodes, ruptures, statuses, frozen norms ------------------------

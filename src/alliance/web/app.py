@@ -1,8 +1,9 @@
 """FastAPI application factory: ``create_app(database_url=None)``.
 
 Server-rendered pages (Jinja2, no JavaScript needed), the patient form at ``/f/{token}``,
-the JSON API under ``/api/v1`` (OpenAPI at ``/api/openapi.json``), static assets served
-locally and ``/healthz``.
+the JSON API under ``/api/v1`` (OpenAPI at ``/api/openapi.json``), the FHIR R4 endpoints
+under ``/fhir`` (:mod:`alliance.web.fhir_api`), static assets served locally and
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alliance.store import migrate, repo
 from alliance.store.db import Database, DatabaseBusy
-from alliance.web import admin, api, i18n, openapi, pages, patient, reports
+from alliance.web import admin, api, fhir_api, i18n, openapi, pages, patient, reports
 from alliance.web.deps import Forbidden, LoginRequired
 from alliance.web.monitoring import AnalyticsWorker
 from alliance.web.security import SECURITY_HEADERS, Signer, load_secret_key
@@ -59,10 +60,7 @@ class SecurityMiddleware:
             return
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            response = JSONResponse(
-                {"detail": f"request body: must be at most {MAX_BODY} bytes"}, status_code=413
-            )
-            await response(scope, receive, send)
+            await _too_large(scope)(scope, receive, send)
             return
         started = time.perf_counter()
         status = {"code": 0}
@@ -76,10 +74,7 @@ class SecurityMiddleware:
                 if received["bytes"] > MAX_BODY and not status["code"]:
                     # Answer 413 now and tell the app the client left: FastAPI turns errors
                     # while parsing into 400, so raising would not reach us.
-                    await JSONResponse(
-                        {"detail": f"request body: must be at most {MAX_BODY} bytes"},
-                        status_code=413,
-                    )(scope, receive, send_with_headers)
+                    await _too_large(scope)(scope, receive, send_with_headers)
                     status["refused"] = 1
                     return {"type": "http.disconnect"}
             return message
@@ -111,6 +106,13 @@ class SecurityMiddleware:
         )
 
 
+def _too_large(scope: Scope) -> Response:
+    """The 413 of an oversized body (an OperationOutcome on the FHIR endpoints)."""
+    if fhir_api.is_fhir_path(str(scope.get("path", ""))):
+        return fhir_api.too_large(MAX_BODY)
+    return JSONResponse({"detail": f"request body: must be at most {MAX_BODY} bytes"}, 413)
+
+
 async def _internal_error(scope: Scope, exc: Exception, send: Send, started: bool) -> None:
     """Log an unexpected error as its type, where it happened and a reference, and answer
     500 with that reference; the exception itself is not re-raised, so neither Starlette nor
@@ -127,8 +129,10 @@ async def _internal_error(scope: Scope, exc: Exception, send: Send, started: boo
     if started:
         return  # the response has begun: the client sees a broken response, not a second one
     detail = f"internal error; reference {reference}"
-    if str(scope.get("path", "")).startswith("/api/"):
-        response: Response = JSONResponse({"detail": detail}, status_code=500)
+    if fhir_api.is_fhir_path(str(scope.get("path", ""))):
+        response: Response = fhir_api.internal_error(detail)
+    elif str(scope.get("path", "")).startswith("/api/"):
+        response = JSONResponse({"detail": detail}, status_code=500)
     else:
         page = scope["app"].state.templates.get_template("error.html")
         response = HTMLResponse(page.render(status=500, detail=detail, user=None), 500)
@@ -181,6 +185,8 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(reports.router)
     app.include_router(api.router)
+    app.include_router(fhir_api.router)
+    fhir_api.install(app)  # after _add_handlers: OperationOutcomes on /fhir paths
     openapi.install(app)
     app.state.analytics.sweep()
 
