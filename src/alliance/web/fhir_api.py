@@ -559,13 +559,12 @@ def read_response(
 @router.get("/QuestionnaireResponse")
 def search_responses(request: Request, user: User = Depends(bearer_user)) -> FhirResponse:
     """Stored forms by patient, session date and Questionnaire (audited)."""
-    require_role(user, READERS)
-    search = _search(request, "QuestionnaireResponse", user)
-    with _db(request).audited() as s:
-        found = _searched(s, user, search)
-        resources = [to_questionnaire_response(_as_resource(user, f)) for f in found]
-        _audit_search(s, user, "QuestionnaireResponse", found, len(resources))
-    return _searchset(request, resources)
+    return _run_search(
+        request,
+        user,
+        "QuestionnaireResponse",
+        lambda found, _: [to_questionnaire_response(_as_resource(user, found))],
+    )
 
 
 @router.post("/QuestionnaireResponse", status_code=201)
@@ -756,15 +755,30 @@ def read_observation(
 @router.get("/Observation")
 def search_observations(request: Request, user: User = Depends(bearer_user)) -> FhirResponse:
     """Scores of stored forms by patient, session date and score code (audited)."""
+    return _run_search(
+        request,
+        user,
+        "Observation",
+        lambda found, search: [
+            o
+            for o in observations(_as_resource(user, found), found[0].scores)
+            if search.codes is None or o["code"]["coding"][0]["code"] in search.codes
+        ],
+    )
+
+
+def _run_search(
+    request: Request,
+    user: User,
+    resource_type: str,
+    resources_of: Callable[[Any, Any], list[dict[str, Any]]],
+) -> FhirResponse:
+    """A search of either resource type: the caller's visible stored forms that match,
+    each turned into its resources by ``resources_of(found, search)``, audited."""
     require_role(user, READERS)
-    search = _search(request, "Observation", user)
+    search = _search(request, resource_type, user)
     with _db(request).audited() as s:
         found = _searched(s, user, search)
-        resources = [
-            o
-            for f in found
-            for o in observations(_as_resource(user, f), f[0].scores)
-            if search.codes is None or o["code"]["coding"][0]["code"] in search.codes
-        ]
-        _audit_search(s, user, "Observation", found, len(resources))
+        resources = [r for f in found for r in resources_of(f, search)]
+        _audit_search(s, user, resource_type, found, len(resources))
     return _searchset(request, resources)
