@@ -12,6 +12,8 @@ import pandas as pd
 
 from alliance.fhir._common import structure_issues
 
+QR = "QuestionnaireResponse"
+CLIENT_WAI = ("wai_sr", "client")
 ALLIANCE = str(Path(sys.executable).with_name("alliance"))
 
 
@@ -100,3 +102,62 @@ def test_a_clinics_questionnaire_installs_as_a_text_pack(
     refused = run_in("instruments", "text-pack", "add", source, home=alliance_home)
     assert refused.returncode == 2 and "missing item(s) [1]" in refused.stderr
     assert not (alliance_home / "textpacks" / "wai_sr" / "fr.json").exists()
+
+
+def test_export_from_the_clinic_database_is_deidentified_and_audited(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from alliance.store import repo
+    from alliance.store.models import AuditEntry
+    from alliance.web.app import create_app
+    from alliance.web.demo import fill_demo
+
+    path = tmp_path / "clinic.db"
+    app = create_app(f"sqlite:///{path}", secret_key="k" * 32)
+    fill_demo(app.state.db, therapists=1, patients=3, seed=5, analytics=False)
+    with app.state.db.read() as s:
+        stored = repo.find_responses(s, None, repo.ResponseQuery())
+        codes = {patient.code for _, _, patient in stored}
+        research_ids = {patient.research_id for _, _, patient in stored}
+        client_forms = [r for r, _, _ in stored if (r.instrument_id, r.form_id) == CLIENT_WAI]
+        totals = sorted(r.scores["wai_sr_total"] for r in client_forms)
+    url = f"sqlite:///{path}"
+    target = tmp_path / "clinic.json"
+    done = run("fhir", "export", "--db", "--database-url", url, "-o", target)
+    assert done.returncode == 0, done.stderr
+    body = json.loads(target.read_text())
+    assert structure_issues(body, "Bundle") == []
+    responses = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == QR]
+    assert len(responses) == len(stored)
+    assert {r["subject"]["identifier"]["value"] for r in responses} == research_ids
+    assert not codes & set(target.read_text().split('"')), "a patient code left the clinic"
+    assert all("authored" not in r for r in responses)  # no calendar dates
+    assert run("fhir", "import", target, "-o", tmp_path / "back.parquet").returncode == 0
+    back = pd.read_parquet(tmp_path / "back.parquet")
+    assert sorted(back["wai_sr_total"].dropna()) == totals  # the stored scores, recomputed
+
+    identified = run("fhir", "export", "--db", "--identified", "--database-url", url)
+    assert identified.returncode == 0, identified.stderr
+    named = [
+        e["resource"]
+        for e in json.loads(identified.stdout)["entry"]
+        if e["resource"]["resourceType"] == QR
+    ]
+    assert {r["subject"]["identifier"]["value"] for r in named} == codes
+    assert all(len(r["authored"]) == 10 for r in named)  # the session dates, for an EHR
+    with app.state.db.read() as s:
+        kinds = s.scalars(
+            sa.select(AuditEntry.entity_id).where(AuditEntry.entity == "fhir-bundle")
+        ).all()
+    assert sorted(kinds) == ["deidentified", "identified"]
+    app.state.db.dispose()
+
+
+def test_export_refuses_a_missing_database_and_ambiguous_sources(tmp_path: Path) -> None:
+    missing = tmp_path / "none.db"
+    done = run("fhir", "export", "--db", "--database-url", f"sqlite:///{missing}")
+    assert done.returncode == 2 and "no clinic database" in done.stderr
+    assert not missing.exists()  # an export creates nothing
+    assert run("fhir", "export", "--db", "x.csv").returncode == 2
+    identified = run("fhir", "export", "x.csv", "--identified")
+    assert identified.returncode == 2 and "only with --db" in identified.stderr

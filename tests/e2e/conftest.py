@@ -16,7 +16,7 @@ from alliance.web.demo import fill_demo
 from alliance.web.security import hash_password
 
 
-def _seed(url: str) -> int:
+def _seed(url: str) -> tuple[int, str]:
     app = create_app(url, secret_key=SECRET)
     with app.state.db.write() as s:
         therapist = repo.create_user(s, "ther", hash_password(PASSWORD), "therapist", "Dr Ther")
@@ -27,10 +27,11 @@ def _seed(url: str) -> int:
         ]
         patient = repo.create_patient(s, "E2E-001", therapist, schedule)
         patient_id = patient.id
+        token = repo.issue_token(s, therapist, "e2e", actor="e2e")  # for the /fhir clients
     # a simulated clinic beside them, so the researcher's report has data to show
     fill_demo(app.state.db, therapists=2, patients=40, seed=3)
     app.state.db.dispose()
-    return patient_id
+    return patient_id, token
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The app under uvicorn in a subprocess, on a fresh SQLite file."""
     home = tmp_path_factory.mktemp("e2e")
     url = f"sqlite:///{home / 'clinic.db'}"
-    patient_id = _seed(url)
+    patient_id, token = _seed(url)
     port = free_port()
     env = {
         "ALLIANCE_DATABASE_URL": url,
@@ -49,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     proc = start_server(port, env)
     base = f"http://127.0.0.1:{port}"
-    yield Server(base, patient_id)
+    yield Server(base, patient_id, token)
     proc.terminate()
     proc.wait(timeout=10)
 

@@ -15,3 +15,4 @@ class Server:
 
     url: str
     patient_id: int
+    token: str  # the therapist's API bearer token

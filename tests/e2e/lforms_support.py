@@ -245,13 +245,15 @@ class LFormsPage:
                 field.blur()  # LHC-Forms validates and reruns expressions on change
             self._settle()
 
-    def response(self) -> dict[str, Any]:
-        """LForms.Util.getFormFHIRData('QuestionnaireResponse', <version>, the form)."""
+    def response(self, subject: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """LForms.Util.getFormFHIRData('QuestionnaireResponse', <version>, the form), with
+        ``subject`` (a resource, e.g. a Patient) as LHC-Forms' subject option."""
         self._settle()
         qr: dict[str, Any] = self.page.evaluate(
-            """([version, container]) => LForms.Util.getFormFHIRData(
-                 'QuestionnaireResponse', version, document.getElementById(container))""",
-            [self.fhir_version, CONTAINER],
+            """([version, container, subject]) => LForms.Util.getFormFHIRData(
+                 'QuestionnaireResponse', version, document.getElementById(container),
+                 subject ? {subject: subject} : {})""",
+            [self.fhir_version, CONTAINER, None if subject is None else dict(subject)],
         )
         return qr
 

@@ -55,23 +55,47 @@ def questionnaire_command(
 @app.command("export", no_args_is_help=True)
 def export_command(
     input: Annotated[
-        Path, typer.Argument(help="Response table: patient_id, session, date, items.")
-    ],
+        Path | None,
+        typer.Argument(help="Response table: patient_id, session, date, items (or --db)."),
+    ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Bundle JSON file.")] = None,
     per_patient: Annotated[
         Path | None,
         typer.Option("--per-patient", help="Folder for one Bundle per patient instead."),
     ] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Export the clinic database's stored forms instead.")
+    ] = False,
+    identified: Annotated[
+        bool,
+        typer.Option(
+            "--identified",
+            help="With --db: patient codes and session dates (default: research ids, no dates).",
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="ALLIANCE_DATABASE_URL", help="With --db: SQLAlchemy URL."),
+    ] = None,
 ) -> None:
-    """Write a response table as a Bundle of QuestionnaireResponses and score Observations.
+    """Write responses as a Bundle of QuestionnaireResponses and score Observations.
 
     Example: alliance fhir export answers.csv -o bundle.json
+    Example: alliance fhir export --db -o clinic.json   (de-identified, audited)
     """
-    from alliance.fhir.exchange import export_bundles
+    if (input is None) == (not db):
+        fail("give either a response table (FILE) or --db, not both and not neither")
+    if identified and not db:
+        fail("--identified: only with --db (a table is exported as it is)")
+    if db:
+        bundles = _database_bundles(database_url, per_patient is not None, identified)
+    else:
+        from alliance.fhir.exchange import export_bundles
 
-    table = read_input(input)
-    with user_errors():
-        bundles = export_bundles(table, per_patient=per_patient is not None)
+        assert input is not None
+        table = read_input(input)
+        with user_errors():
+            bundles = export_bundles(table, per_patient=per_patient is not None)
     if per_patient is None:
         _write_json(bundles[0], output)
         return
@@ -79,6 +103,43 @@ def export_command(
     for k, body in enumerate(bundles, start=1):
         _write_json(body, per_patient / f"bundle-{k}.json")
     typer.echo(f"{len(bundles)} bundle(s) written to {per_patient}", err=True)
+
+
+def _database_bundles(
+    database_url: str | None, per_patient: bool, identified: bool
+) -> list[dict[str, Any]]:
+    """Every stored form of the clinic database as Bundles, in one audited read. The
+    schema must be current: an export never migrates."""
+    from alliance.cli.common import need_extra
+
+    need_extra("clinic", "sqlalchemy")
+    from sqlalchemy.engine import make_url
+
+    from alliance.fhir.stored import stored_bundles
+    from alliance.store import repo
+    from alliance.store.db import Database, default_database_url
+    from alliance.store.migrate import SchemaNotCurrent, require_current
+
+    url = make_url(database_url or default_database_url())
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        fail("--database-url: no clinic database at that SQLite path")
+    database = Database(url.render_as_string(hide_password=False))
+    try:
+        require_current(database.engine)
+        with database.audited() as s:
+            found = repo.find_responses(s, None, repo.ResponseQuery())
+            bundles = stored_bundles(found, per_patient, deidentified=not identified)
+            kind = "identified" if identified else "deidentified"
+            repo.audit(
+                s, None, "export", "fhir-bundle", kind, actor="cli",
+                detail=f"{len(found)} responses",
+                patients=sorted({patient.id for _, _, patient in found}),
+            )  # fmt: skip
+    except SchemaNotCurrent as exc:
+        fail(f"--database-url: {exc}")
+    finally:
+        database.dispose()
+    return bundles
 
 
 @app.command("import", no_args_is_help=True)

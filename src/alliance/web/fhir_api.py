@@ -71,11 +71,11 @@ from alliance.fhir.response import (
     read_questionnaire_response,
     to_questionnaire_response,
 )
+from alliance.fhir.stored import form_response
 from alliance.instruments import get_instrument, list_instruments
 from alliance.store import repo
 from alliance.store.db import Database, DatabaseBusy
 from alliance.store.models import Patient, TherapySession, User
-from alliance.store.models import Response as StoredForm
 from alliance.web import monitoring
 from alliance.web.deps import Forbidden, RefusedPatient, bearer_user, require_role
 from alliance.web.forms import (
@@ -326,25 +326,6 @@ def _codes(value: str) -> set[str]:
 
 
 # -- stored forms as resources -----------------------------------------------------------
-def form_response(
-    row: StoredForm, number: int, on: date, patient: Patient, deidentified: bool = False
-) -> FormResponse:
-    """A stored form (its row, session number and date, patient) as the adapter's
-    FormResponse: identified by the patient's code, or de-identified (the research id and
-    no calendar date). The one conversion behind every read, search and creation."""
-    return FormResponse(
-        row.instrument_id,
-        row.form_id,
-        row.items,
-        subject=patient.research_id if deidentified else patient.code,
-        session=number,
-        authored=None if deidentified else on.isoformat(),
-        language=row.language,
-        id=str(row.id),
-        deidentified=deidentified,
-    )
-
-
 def _as_resource(user: User, found: repo.StoredResponse) -> FormResponse:
     row, session, patient = found
     return form_response(row, session.number, session.date, patient, user.role == "researcher")
