@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
 
 from alliance.cli.common import fail, read_input, user_errors, warn, write_output
+from alliance.cli.scale import EngineOpt, NormsRequest, run_engine
 from alliance.dynamics import (
     METHODS,
     MIN_PATIENTS_FOR_NORMS,
@@ -27,6 +28,7 @@ from alliance.dynamics import (
     instrument_norms,
 )
 from alliance.instruments import Instrument, get_instrument, list_instruments
+from alliance.scale import Job
 from alliance.scoring import (
     UnverifiedKeyWarning,
     answer_issues,
@@ -149,10 +151,24 @@ def ruptures_command(
     errors: ErrorsOpt = "raise",
     output: OutputOpt = None,
     format: FormatOpt = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Detect alliance ruptures and repairs: one row per event and method."""
+    if engine != "local":
+        request = NormsRequest(norms_from, reliability, _needs_norms(method))
+        options: dict[str, Any] = {"methods": tuple(method) if method else None}
+        options |= {"gumz_sd": gumz_sd}
+        options |= {"metric": metric, "repair_within": repair_within, "prospective": prospective}
+        run_engine(
+            engine,
+            input,
+            output,
+            lambda f: _engine_job(f, "ruptures", score_column, instrument, **options),
+            request,
+        )
+        return
     frame, column, inst = _scored_input(input, score_column, instrument, metric, errors)
-    norms = _norms(
+    norms = resolve_norms(
         frame, column, inst, metric, norms_from, reliability, required=_needs_norms(method)
     )
     try:
@@ -202,18 +218,31 @@ def alerts_command(
     errors: ErrorsOpt = "raise",
     output: OutputOpt = None,
     format: FormatOpt = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Alert episodes with their reason, the numbers behind them and guidance with sources."""
-    frame, column, inst = _scored_input(input, score_column, instrument, metric, errors)
-    if therapist_score is not None:
-        frame = _therapist_column(frame, therapist_score, inst)
-    norms = _norms(frame, column, inst, metric, norms_from, reliability, required=False)
     settings = AlertSettings(
         early_sessions=early_sessions,
         low_early_percentile=percentile,
         repair_within=repair_within,
         allow_unverified=allow_unverified,
     )
+    if engine != "local":
+        options: dict[str, Any] = {"metric": metric, "settings": settings}
+        options |= {"prospective": prospective}
+        options |= {"therapist_score": therapist_score, "repair_within": repair_within}
+        run_engine(
+            engine,
+            input,
+            output,
+            lambda f: _engine_job(f, "alerts", score_column, instrument, **options),
+            NormsRequest(norms_from, reliability, required=False),
+        )
+        return
+    frame, column, inst = _scored_input(input, score_column, instrument, metric, errors)
+    if therapist_score is not None:
+        frame = _therapist_column(frame, therapist_score, inst)
+    norms = resolve_norms(frame, column, inst, metric, norms_from, reliability, required=False)
     try:
         alerts = alert_episodes(
             frame,
@@ -237,6 +266,36 @@ alerts_command.__doc__ = (alerts_command.__doc__ or "") + "\n" + ALERT_EXAMPLES
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _engine_job(
+    columns: pd.DataFrame,
+    kind: Literal["ruptures", "alerts"],
+    score_column: str | None,
+    instrument: str | None,
+    **options: Any,
+) -> Job:
+    """The batch job for an input with these columns, by the rules of :func:`_scored_input`
+    (the same instrument and score column are chosen; the answers are checked per batch)."""
+    with user_errors():
+        inst = get_instrument(instrument) if instrument else None
+    if score_column is not None and score_column in columns.columns:
+        inst = inst or _instrument_of(score_column)
+    else:
+        inst = inst or _instrument_with_items(columns) or _instrument_with_scores(columns)
+    if inst is None:
+        fail("no item or score columns found; name the score with --score COLUMN")
+    score_id = (score_column or "total").removeprefix(f"{inst.id}_")
+    has_items = any(c in columns.columns for c in inst.item_columns)
+    if not has_items and f"{inst.id}_{score_id}" not in columns.columns:
+        fail(f"no column {inst.id}_{score_id!s} and no {inst.short_name} items to score it from")
+    therapist = options.get("therapist_score")
+    if therapist is not None and therapist not in columns.columns:
+        fail(f"--therapist-score: with --engine, {therapist!r} must be a column of the input")
+    try:
+        return Job(kind, inst.id, score_id, **options)
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def _needs_norms(method: list[str] | None) -> bool:
     return bool(set(method or []) & {"rci_drop", "gumz2012"})
 
@@ -367,7 +426,7 @@ def _score_columns(frame: pd.DataFrame) -> str:
     return ", ".join(map(str, cols)) or "none"
 
 
-def _norms(
+def resolve_norms(
     frame: pd.DataFrame,
     column: str,
     inst: Instrument | None,

@@ -19,7 +19,9 @@ from alliance.cli.common import (
     warn,
     write_output,
 )
+from alliance.cli.scale import EngineOpt, run_engine
 from alliance.io.tables import input_kind, read_csv_chunks
+from alliance.scale import Job
 from alliance.scoring import (
     ScoringInputError,
     UnverifiedKeyWarning,
@@ -75,9 +77,15 @@ def score_command(
         str | None,
         typer.Option("--map", help="Rename columns: OLD=NEW,... or a two-column CSV/JSON file."),
     ] = None,
+    engine: EngineOpt = "local",
 ) -> None:
     """Score item responses: subscale and total scores with a status column per row."""
     mapping = parse_column_map(column_map)
+    if engine != "local":
+        if mapping:
+            fail("--map: not with --engine; name the columns in the Parquet source")
+        run_engine(engine, input, output, lambda f: _engine_job(f, instrument, form, metric))
+        return
     options: dict[str, Any] = {
         "instrument": instrument,
         "form": form,
@@ -98,6 +106,20 @@ def score_command(
 
 
 score_command.__doc__ = (score_command.__doc__ or "") + "\n" + EXAMPLES
+
+
+def _engine_job(
+    columns: pd.DataFrame, instrument: str | None, form: str | None, metric: Any
+) -> Job:
+    """The batch scoring job for an input with these columns."""
+    from alliance.instruments import list_instruments
+    from alliance.scoring.keys import compile_key
+    from alliance.scoring.validate import column_name, infer_instrument
+
+    with user_errors():
+        names = [column_name(c) for c in columns.columns]
+        keys = [compile_key(i) for i in list_instruments()]
+        return Job("score", instrument or infer_instrument(names, keys), form=form, metric=metric)
 
 
 def _score_file(path: Path, options: dict[str, Any]) -> pd.DataFrame:
