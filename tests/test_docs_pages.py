@@ -1,4 +1,4 @@
-"""The worked-example pages (docs/multilevel.md, docs/psychometrics.md, docs/fhir.md):
+"""The worked-example pages (docs/multilevel.md, psychometrics.md, fhir.md, scale.md):
 every Python block runs, from the repository root, and prints what the text block after it
 shows (doctest's matching: ``...`` stands for any text, runs of whitespace are one)."""
 
@@ -18,7 +18,7 @@ BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 
 
 @pytest.mark.parametrize(
-    ("page", "least"), [("multilevel.md", 5), ("psychometrics.md", 3), ("fhir.md", 3)]
+    ("page", "least"), [("multilevel.md", 5), ("psychometrics.md", 3), ("fhir.md", 3), ("scale.md", 2)]
 )
 def test_page_runs_and_prints_what_it_shows(page: str, least: int) -> None:
     blocks = BLOCK.findall((ROOT / "docs" / page).read_text(encoding="utf-8"))
