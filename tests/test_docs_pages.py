@@ -18,7 +18,8 @@ BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 
 
 @pytest.mark.parametrize(
-    ("page", "least"), [("multilevel.md", 5), ("psychometrics.md", 3), ("fhir.md", 3), ("scale.md", 2)]
+    ("page", "least"),
+    [("multilevel.md", 5), ("psychometrics.md", 3), ("fhir.md", 3), ("scale.md", 2)],
 )
 def test_page_runs_and_prints_what_it_shows(page: str, least: int) -> None:
     blocks = BLOCK.findall((ROOT / "docs" / page).read_text(encoding="utf-8"))
