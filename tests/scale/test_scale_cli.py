@@ -89,6 +89,33 @@ def test_spark_engine_equals_the_in_memory_command(
     assert_same_rows(pd.read_parquet(out), local_answer("ruptures", registry, tmp_path))
 
 
+@pytest.mark.parametrize("engine", ["stream", "spark"])
+def test_map_renames_the_source_columns_as_the_in_memory_command_does(
+    engine: str, registry: pd.DataFrame, tmp_path: Path
+) -> None:
+    if engine == "spark" and (shutil.which("java") is None or not _has("pyspark")):
+        pytest.skip("Spark needs Java and alliance[scale]")
+    names = {"patient_id": "pid"} | {f"wai_sr_{i}": f"Q{i}" for i in range(1, 13)}
+    source = tmp_path / "theirs.parquet"
+    registry.rename(columns=names).to_parquet(source, index=False)
+    spec = ",".join(f"{theirs}={ours}" for ours, theirs in names.items())
+    out = tmp_path / "out"
+    done = run("score", source, "--engine", engine, "--map", spec, "-o", out, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    local = tmp_path / "local.parquet"
+    done = run("score", source, "--map", spec, "--errors", "flag", "-o", local, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    reference = pd.read_parquet(local)
+    assert "patient_id" in reference.columns and "wai_sr_total" in reference.columns
+    assert_same_rows(pd.read_parquet(out), reference)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,8 +3,9 @@ options on Parquet datasets larger than memory (``stream``: one process, DuckDB)
 Spark (``spark``: ``local[2]`` unless ``SPARK_MASTER`` names a cluster).
 
 Input and output are Parquet (a file or a folder; for Spark, any path Spark reads, e.g.
-``s3a://...``). A bad row does not stop the job: each invalid answer becomes a row of the
-table written beside the output (``<output>_bad_rows``), and the answer is left out.
+``s3a://...``); ``--map`` renames the source's columns as they are read. A bad row does not
+stop the job: each invalid answer becomes a row of the table written beside the output
+(``<output>_bad_rows``), and the answer is left out.
 """
 
 from __future__ import annotations
@@ -58,16 +59,18 @@ def run_engine(
     output: Path | None,
     make_job: Callable[[pd.DataFrame], Job],
     norms: NormsRequest | None = None,
+    rename: dict[str, str] | None = None,
 ) -> None:
-    """Resolve the job from the input's columns, fix the norms once, run, write."""
+    """Resolve the job from the input's columns (renamed by ``rename``, ``--map``'s old:
+    new names), fix the norms once, run, write."""
     if output is None:
         fail("--output: with --engine stream or spark, name the output folder (-o DIR)")
     need_extra("scale", "duckdb" if engine == "stream" else "pyspark")
     bad_output = output.with_name(output.name + "_bad_rows")
     if engine == "stream":
-        _stream(source, output, bad_output, make_job, norms)
+        _stream(source, output, bad_output, make_job, norms, rename)
     else:
-        _spark(source, output, bad_output, make_job, norms)
+        _spark(source, output, bad_output, make_job, norms, rename)
 
 
 def job_columns(inputs: dict[str, str]) -> pd.DataFrame:
@@ -122,6 +125,7 @@ def _stream(
     bad_output: Path,
     make_job: Callable[[pd.DataFrame], Job],
     norms: NormsRequest | None,
+    rename: dict[str, str] | None,
 ) -> None:
     from alliance.scale.stream import (
         buckets,
@@ -139,8 +143,9 @@ def _stream(
         TimeElapsedColumn(),
     ]
     with user_errors():
-        input_columns(source)  # refused before DuckDB starts
-    with buckets(source, scratch=output.parent if output.parent.exists() else None) as parts:
+        input_columns(source, rename)  # refused before DuckDB starts
+    scratch = output.parent if output.parent.exists() else None
+    with buckets(source, scratch=scratch, rename=rename) as parts:
         job = make_job(job_columns(parts.inputs))
         say_unverified(job)
         job = _fixed_norms(job, norms, lambda: stream_first_scored_rows(parts, job))
@@ -162,6 +167,7 @@ def _spark(
     bad_output: Path,
     make_job: Callable[[pd.DataFrame], Job],
     norms: NormsRequest | None,
+    rename: dict[str, str] | None,
 ) -> None:
     import os
 
@@ -174,6 +180,11 @@ def _spark(
 
     spark = local_session(os.environ.get("SPARK_MASTER"))
     df = spark.read.parquet(spark_path(source))
+    unknown = [old for old in rename or {} if old not in df.columns]
+    if unknown:
+        fail(f"--map: column map names column(s) not in the source: {unknown}")
+    if rename:
+        df = df.withColumnsRenamed(rename)
     job = make_job(job_columns(input_columns(df)))
     say_unverified(job)
     job = _fixed_norms(job, norms, lambda: spark_first_scored_rows(df, job))

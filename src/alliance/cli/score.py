@@ -82,9 +82,8 @@ def score_command(
     """Score item responses: subscale and total scores with a status column per row."""
     mapping = parse_column_map(column_map)
     if engine != "local":
-        if mapping:
-            fail("--map: not with --engine; name the columns in the Parquet source")
-        run_engine(engine, input, output, lambda f: _engine_job(f, instrument, form, metric))
+        make_job = lambda f: _engine_job(f, instrument, form, metric)  # noqa: E731
+        run_engine(engine, input, output, make_job, rename=mapping)
         return
     options: dict[str, Any] = {
         "instrument": instrument,

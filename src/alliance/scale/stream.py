@@ -18,7 +18,7 @@ import contextlib
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,15 @@ def _quoted(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _patient(rename: Mapping[str, str] | None) -> str:
+    """The source's name of the column that becomes ``patient_id``."""
+    return next((old for old, new in (rename or {}).items() if new == "patient_id"), "patient_id")
+
+
 def _source(path: Path) -> str:
     """DuckDB's argument for a Parquet file or a folder of them (any depth)."""
     return _quoted(path / "**" / "*.parquet" if path.is_dir() else path)
@@ -73,30 +82,45 @@ class Buckets:
         return frame.reset_index(drop=True)
 
 
-def input_columns(source: Path) -> dict[str, str]:
-    """The source's columns and our types of them; a source that is not Parquet, or has
-    no ``patient_id`` or ``session``, is refused here, before any work."""
+def input_columns(source: Path, rename: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The source's columns (after ``rename``, old: new names) and our types of them; a
+    source that is not Parquet, a rename of a column it lacks, or no ``patient_id`` or
+    ``session``, is refused here, before any work."""
     try:
         schema = ds.dataset(source, format="parquet").schema
     except (OSError, pa.ArrowException) as exc:
         raise InputFileError(f"{source}: not a Parquet file or folder of them ({exc})") from None
     inputs = {f.name: kind_of(f.type) for f in schema if f.name != BUCKET}
+    unknown = [old for old in rename or {} if old not in inputs]
+    if unknown:
+        raise InputFileError(f"--map: column map names column(s) not in the source: {unknown}")
+    renamed = {(rename or {}).get(name, name): kind for name, kind in inputs.items()}
+    if len(renamed) < len(inputs):
+        raise InputFileError("--map: two columns would have the same name")
     for needed in ("patient_id", "session"):
-        if needed not in inputs:
+        if needed not in renamed:
             raise InputFileError(
                 f"missing column {needed!r} (a long table has patient_id, session)"
             )
-    return inputs
+    return renamed
 
 
 @contextlib.contextmanager
 def buckets(
-    source: Path, rows_per_batch: int = ROWS_PER_BATCH, scratch: Path | None = None
+    source: Path,
+    rows_per_batch: int = ROWS_PER_BATCH,
+    scratch: Path | None = None,
+    rename: Mapping[str, str] | None = None,
 ) -> Iterator[Buckets]:
-    """Deal ``source`` into patient buckets (removed afterwards)."""
+    """Deal ``source`` into patient buckets (removed afterwards), columns renamed by
+    ``rename`` (old: new names, as ``--map``)."""
     import duckdb
 
-    inputs = input_columns(source)
+    inputs = input_columns(source, rename)
+    names = ds.dataset(source, format="parquet").schema.names
+    select = ", ".join(
+        f"{_ident(old)} AS {_ident((rename or {}).get(old, old))}" for old in names if old != BUCKET
+    )
     with tempfile.TemporaryDirectory(prefix="alliance-buckets-", dir=scratch) as tmp:
         con = duckdb.connect()
         try:
@@ -105,7 +129,7 @@ def buckets(
             rows = int(counted.fetchone()[0])  # type: ignore[index]  # count(*) has one row
             n = bucket_count(rows, rows_per_batch)
             con.execute(
-                f"COPY (SELECT *, hash(patient_id) % {n} AS {BUCKET} "
+                f"COPY (SELECT {select}, hash({_ident(_patient(rename))}) % {n} AS {BUCKET} "
                 f"FROM read_parquet({_source(source)})) TO {_quoted(Path(tmp) / 'b')} "
                 f"(FORMAT parquet, PARTITION_BY ({BUCKET}))"
             )
