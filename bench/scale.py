@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from dynamics import synthetic_sessions  # bench/dynamics.py, beside this file
 
 from alliance.dynamics import Norms
 from alliance.scale import Job, run_batch
@@ -34,24 +34,10 @@ SESSIONS = 20
 JOB = Job("ruptures", "wai_sr", norms=Norms(sd=0.55, reliability=0.9, source="bench"))
 
 
-def write_registry(path: Path, rows: int, seed: int = 2026) -> None:
-    """WAI-SR-like session means (a patient level, noise, a dip in ~30% of patients)."""
-    patients = rows // SESSIONS
-    rng = np.random.default_rng(seed)
-    level = rng.normal(3.9, 0.5, patients)
-    x = level[:, None] + rng.normal(0, 0.2, (patients, SESSIONS))
-    dipped = rng.random(patients) < 0.3
-    at = rng.integers(2, SESSIONS, patients)
-    x[dipped, at[dipped]] -= 0.8
-    x = np.clip(np.round(x * 12) / 12, 1, 5)
-    ids = np.char.add("P", np.arange(patients).astype(str))
-    frame = pd.DataFrame(
-        {
-            "patient_id": np.repeat(ids, SESSIONS),
-            "session": np.tile(np.arange(1, SESSIONS + 1), patients),
-            "wai_sr_total": x.ravel(),
-        }
-    )
+def write_registry(path: Path, rows: int) -> None:
+    """The sessions of ``bench/dynamics.py`` (patients x 20), ids as text as registries have."""
+    frame = synthetic_sessions(rows // SESSIONS, SESSIONS).rename(columns={"score": JOB.column})
+    frame["patient_id"] = "P" + frame["patient_id"].astype(str)
     frame.to_parquet(path, index=False, row_group_size=1_000_000)
 
 
